@@ -1,0 +1,304 @@
+//! Commands: requests to change something, as clients submit them (`{"type", "data"}`).
+//! Every payload rejects unknown fields, and every field is a validated type, so a command that
+//! parses is well-formed; whether it is allowed is decided by [`crate::decide`].
+
+use std::collections::BTreeSet;
+
+use serde::{Deserialize, Serialize};
+
+use crate::id::{
+    AggregateKind, LocationId, ProviderId, ResourceId, ResourceProviderId, TenantId, UserId,
+};
+use crate::values::{AnnotationValue, Description, Name, QualifiedName, Role, Scope, StatusData};
+
+macro_rules! payload {
+    ($(#[$doc:meta])* $name:ident { $($(#[$fdoc:meta])* $field:ident : $ty:ty),* $(,)? }) => {
+        $(#[$doc])*
+        #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+        #[serde(deny_unknown_fields)]
+        pub struct $name { $($(#[$fdoc])* pub $field: $ty),* }
+    };
+}
+
+payload!(CreateTenant { name: Name, #[serde(default)] description: Option<Description>, #[serde(default)] parent_id: Option<TenantId> });
+payload!(UpdateTenant { tenant_id: TenantId, #[serde(default)] name: Option<Name>, #[serde(default)] description: Option<Description> });
+payload!(DeleteTenant {
+    tenant_id: TenantId
+});
+payload!(GrantTenantAccess {
+    tenant_id: TenantId,
+    user_id: UserId,
+    role: Role
+});
+payload!(RevokeTenantAccess {
+    tenant_id: TenantId,
+    user_id: UserId
+});
+payload!(CreateLocation { tenant_id: TenantId, name: Name, #[serde(default)] description: Option<Description> });
+payload!(UpdateLocation { location_id: LocationId, #[serde(default)] name: Option<Name>, #[serde(default)] description: Option<Description> });
+payload!(DeleteLocation {
+    location_id: LocationId
+});
+payload!(MakeLocationAvailable {
+    location_id: LocationId,
+    tenant_id: TenantId,
+    #[serde(default)]
+    include_subtenants: bool
+});
+payload!(RevokeLocationAvailability {
+    location_id: LocationId,
+    tenant_id: TenantId
+});
+payload!(CreateResourceProvider { tenant_id: TenantId, name: Name, #[serde(default)] description: Option<Description>, scopes: BTreeSet<Scope> });
+payload!(UpdateResourceProvider { resource_provider_id: ResourceProviderId, #[serde(default)] name: Option<Name>, #[serde(default)] description: Option<Description> });
+payload!(DeleteResourceProvider {
+    resource_provider_id: ResourceProviderId
+});
+payload!(MakeResourceProviderAvailable {
+    resource_provider_id: ResourceProviderId,
+    tenant_id: TenantId,
+    #[serde(default)]
+    include_subtenants: bool
+});
+payload!(RevokeResourceProviderAvailability {
+    resource_provider_id: ResourceProviderId,
+    tenant_id: TenantId
+});
+payload!(AddResourceProviderLocation {
+    resource_provider_id: ResourceProviderId,
+    location_id: LocationId
+});
+payload!(RemoveResourceProviderLocation {
+    resource_provider_id: ResourceProviderId,
+    location_id: LocationId
+});
+payload!(AuthorizeResourceProvider {
+    resource_provider_id: ResourceProviderId,
+    tenant_id: TenantId,
+    #[serde(default)] include_subtenants: bool,
+    /// Defaults to every scope the resource provider requests.
+    #[serde(default)] scopes: Option<BTreeSet<Scope>>,
+});
+payload!(RevokeResourceProviderAuthorization {
+    resource_provider_id: ResourceProviderId,
+    tenant_id: TenantId
+});
+payload!(RegisterProvider {
+    tenant_id: TenantId,
+    resource_provider_id: ResourceProviderId,
+    name: Name
+});
+payload!(UnregisterProvider {
+    provider_id: ProviderId
+});
+payload!(SetAnnotation {
+    resource_id: ResourceId,
+    key: QualifiedName,
+    value: AnnotationValue
+});
+payload!(RemoveAnnotation {
+    resource_id: ResourceId,
+    key: QualifiedName
+});
+payload!(SetStatus {
+    resource_id: ResourceId,
+    source: QualifiedName,
+    data: StatusData
+});
+payload!(RemoveStatus {
+    resource_id: ResourceId,
+    source: QualifiedName
+});
+payload!(AddFinalizer {
+    resource_id: ResourceId,
+    finalizer: QualifiedName
+});
+payload!(RemoveFinalizer {
+    resource_id: ResourceId,
+    finalizer: QualifiedName
+});
+
+/// Every command a client may submit.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", content = "data", deny_unknown_fields)]
+pub enum Command {
+    CreateTenant(CreateTenant),
+    UpdateTenant(UpdateTenant),
+    DeleteTenant(DeleteTenant),
+    GrantTenantAccess(GrantTenantAccess),
+    RevokeTenantAccess(RevokeTenantAccess),
+    CreateLocation(CreateLocation),
+    UpdateLocation(UpdateLocation),
+    DeleteLocation(DeleteLocation),
+    MakeLocationAvailable(MakeLocationAvailable),
+    RevokeLocationAvailability(RevokeLocationAvailability),
+    CreateResourceProvider(CreateResourceProvider),
+    UpdateResourceProvider(UpdateResourceProvider),
+    DeleteResourceProvider(DeleteResourceProvider),
+    MakeResourceProviderAvailable(MakeResourceProviderAvailable),
+    RevokeResourceProviderAvailability(RevokeResourceProviderAvailability),
+    AddResourceProviderLocation(AddResourceProviderLocation),
+    RemoveResourceProviderLocation(RemoveResourceProviderLocation),
+    AuthorizeResourceProvider(AuthorizeResourceProvider),
+    RevokeResourceProviderAuthorization(RevokeResourceProviderAuthorization),
+    RegisterProvider(RegisterProvider),
+    UnregisterProvider(UnregisterProvider),
+    SetAnnotation(SetAnnotation),
+    RemoveAnnotation(RemoveAnnotation),
+    SetStatus(SetStatus),
+    RemoveStatus(RemoveStatus),
+    AddFinalizer(AddFinalizer),
+    RemoveFinalizer(RemoveFinalizer),
+}
+
+/// The stream a command writes to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Target {
+    /// A new stream of this kind; the write side picks its id.
+    New(AggregateKind),
+    /// An existing stream.
+    Existing(String),
+}
+
+impl Command {
+    /// Parses a client's `{"type", "data"}` pair.
+    pub fn parse(command_type: &str, data: serde_json::Value) -> Result<Self, serde_json::Error> {
+        serde_json::from_value(serde_json::json!({ "type": command_type, "data": data }))
+    }
+
+    /// The command's type name, as clients send it.
+    pub fn command_type(&self) -> &'static str {
+        macro_rules! names {
+            ($($v:ident),*) => { match self { $(Self::$v(_) => stringify!($v)),* } };
+        }
+        names!(
+            CreateTenant,
+            UpdateTenant,
+            DeleteTenant,
+            GrantTenantAccess,
+            RevokeTenantAccess,
+            CreateLocation,
+            UpdateLocation,
+            DeleteLocation,
+            MakeLocationAvailable,
+            RevokeLocationAvailability,
+            CreateResourceProvider,
+            UpdateResourceProvider,
+            DeleteResourceProvider,
+            MakeResourceProviderAvailable,
+            RevokeResourceProviderAvailability,
+            AddResourceProviderLocation,
+            RemoveResourceProviderLocation,
+            AuthorizeResourceProvider,
+            RevokeResourceProviderAuthorization,
+            RegisterProvider,
+            UnregisterProvider,
+            SetAnnotation,
+            RemoveAnnotation,
+            SetStatus,
+            RemoveStatus,
+            AddFinalizer,
+            RemoveFinalizer
+        )
+    }
+
+    /// The stream this command appends to.
+    pub fn target(&self) -> Target {
+        use Command as C;
+        let existing = |id: &str| Target::Existing(id.to_owned());
+        match self {
+            C::CreateTenant(_) => Target::New(AggregateKind::Tenant),
+            C::CreateLocation(_) => Target::New(AggregateKind::Location),
+            C::CreateResourceProvider(_) => Target::New(AggregateKind::ResourceProvider),
+            C::RegisterProvider(_) => Target::New(AggregateKind::Provider),
+            C::UpdateTenant(c) => existing(c.tenant_id.as_str()),
+            C::DeleteTenant(c) => existing(c.tenant_id.as_str()),
+            C::GrantTenantAccess(c) => existing(c.tenant_id.as_str()),
+            C::RevokeTenantAccess(c) => existing(c.tenant_id.as_str()),
+            C::UpdateLocation(c) => existing(c.location_id.as_str()),
+            C::DeleteLocation(c) => existing(c.location_id.as_str()),
+            C::MakeLocationAvailable(c) => existing(c.location_id.as_str()),
+            C::RevokeLocationAvailability(c) => existing(c.location_id.as_str()),
+            C::UpdateResourceProvider(c) => existing(c.resource_provider_id.as_str()),
+            C::DeleteResourceProvider(c) => existing(c.resource_provider_id.as_str()),
+            C::MakeResourceProviderAvailable(c) => existing(c.resource_provider_id.as_str()),
+            C::RevokeResourceProviderAvailability(c) => existing(c.resource_provider_id.as_str()),
+            C::AddResourceProviderLocation(c) => existing(c.resource_provider_id.as_str()),
+            C::RemoveResourceProviderLocation(c) => existing(c.resource_provider_id.as_str()),
+            C::AuthorizeResourceProvider(c) => existing(c.resource_provider_id.as_str()),
+            C::RevokeResourceProviderAuthorization(c) => existing(c.resource_provider_id.as_str()),
+            C::UnregisterProvider(c) => existing(c.provider_id.as_str()),
+            C::SetAnnotation(c) => existing(c.resource_id.as_str()),
+            C::RemoveAnnotation(c) => existing(c.resource_id.as_str()),
+            C::SetStatus(c) => existing(c.resource_id.as_str()),
+            C::RemoveStatus(c) => existing(c.resource_id.as_str()),
+            C::AddFinalizer(c) => existing(c.resource_id.as_str()),
+            C::RemoveFinalizer(c) => existing(c.resource_id.as_str()),
+        }
+    }
+
+    /// Other streams the decision reads (besides the target and the tenant chains, which the
+    /// write side loads for every stream it loads). The write side locks them for share so
+    /// that what the decision saw still holds when it commits.
+    pub fn references(&self) -> Vec<String> {
+        use Command as C;
+        let ids: Vec<&str> = match self {
+            C::CreateTenant(c) => c.parent_id.iter().map(|p| p.as_str()).collect(),
+            C::CreateLocation(c) => vec![c.tenant_id.as_str()],
+            C::CreateResourceProvider(c) => vec![c.tenant_id.as_str()],
+            C::RegisterProvider(c) => vec![c.tenant_id.as_str(), c.resource_provider_id.as_str()],
+            C::GrantTenantAccess(c) => vec![c.user_id.as_str()],
+            C::MakeLocationAvailable(c) => vec![c.tenant_id.as_str()],
+            C::MakeResourceProviderAvailable(c) => vec![c.tenant_id.as_str()],
+            C::AddResourceProviderLocation(c) => vec![c.location_id.as_str()],
+            C::AuthorizeResourceProvider(c) => vec![c.tenant_id.as_str()],
+            C::RevokeResourceProviderAuthorization(c) => vec![c.tenant_id.as_str()],
+            _ => vec![],
+        };
+        ids.into_iter().map(str::to_owned).collect()
+    }
+
+    /// Whether the decision needs to know if the target still has live dependents (sub-tenants,
+    /// owned resources, registered providers).
+    pub fn checks_dependents(&self) -> bool {
+        matches!(
+            self,
+            Command::DeleteTenant(_) | Command::DeleteResourceProvider(_)
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn unknown_fields_are_rejected() {
+        let err =
+            Command::parse("CreateTenant", json!({"name": "a", "colour": "red"})).unwrap_err();
+        assert!(err.to_string().contains("colour"), "{err}");
+    }
+
+    #[test]
+    fn unknown_command_types_are_rejected() {
+        assert!(Command::parse("DropDatabase", json!({})).is_err());
+    }
+
+    #[test]
+    fn malformed_ids_are_rejected_at_parse() {
+        let err = Command::parse(
+            "DeleteTenant",
+            json!({"tenant_id": "lctnloc-xxxxxxxxxxxxxxxxxxxxx"}),
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains("tnntten"), "{err}");
+    }
+
+    #[test]
+    fn command_type_matches_the_wire_name() {
+        let cmd = Command::parse("CreateTenant", json!({"name": "Sarah Corp"})).unwrap();
+        assert_eq!(cmd.command_type(), "CreateTenant");
+        assert_eq!(cmd.target(), Target::New(AggregateKind::Tenant));
+    }
+}

@@ -1,0 +1,364 @@
+//! Infratographer-compatible prefixed identifiers (`<prefix>-<21 url-safe chars>`).
+//!
+//! New identifiers are derived from a UUIDv7 and encoded with an alphabet whose characters sort
+//! in ASCII order, so identifiers created later sort later: inserts stay at the right edge of
+//! B-tree indexes instead of scattering over them.
+
+use std::fmt;
+use std::str::FromStr;
+
+use base64::Engine;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+/// Characters after the prefix.
+pub const ID_BODY_LEN: usize = 21;
+
+/// The url-safe base64 characters in ASCII order: encoding with them preserves numeric order.
+const SORTABLE_ALPHABET: &[u8; 64] =
+    b"-0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ_abcdefghijklmnopqrstuvwxyz";
+
+/// Why a string is not a valid identifier.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum IdError {
+    #[error("`{0}` is not a prefixed id (expected `<prefix>-<21 url-safe characters>`)")]
+    Malformed(String),
+    #[error("`{id}` has prefix `{found}`, expected `{expected}`")]
+    WrongPrefix {
+        id: String,
+        found: String,
+        expected: &'static str,
+    },
+    #[error("`{0}` does not name a resource that carries metadata")]
+    UnknownKind(String),
+}
+
+/// Encodes the 122 random-and-time bits of a UUIDv7 (version and variant bits dropped) into
+/// 21 sortable characters (126 bits, the last 4 zero).
+fn encode_uuid_v7(uuid: uuid::Uuid) -> String {
+    let raw = uuid.as_u128();
+    // Layout: 48-bit ms timestamp | 4 version bits | 12 rand_a | 2 variant bits | 62 rand_b.
+    let timestamp = raw >> 80;
+    let rand_a = (raw >> 64) & 0xfff;
+    let rand_b = raw & ((1u128 << 62) - 1);
+    let packed: u128 = (timestamp << 74) | (rand_a << 62) | rand_b; // 122 bits
+    let bits = packed << 4; // 126 bits, left-aligned for 21 six-bit groups
+    (0..ID_BODY_LEN)
+        .map(|i| {
+            let shift = 6 * (ID_BODY_LEN - 1 - i);
+            SORTABLE_ALPHABET[((bits >> shift) & 0x3f) as usize] as char
+        })
+        .collect()
+}
+
+fn is_url_safe(c: u8) -> bool {
+    c.is_ascii_alphanumeric() || c == b'-' || c == b'_'
+}
+
+/// Checks `<prefix>-<body>` and returns the prefix.
+fn split_prefixed(s: &str) -> Result<(&str, &str), IdError> {
+    let malformed = || IdError::Malformed(s.chars().take(64).collect());
+    let (prefix, body) = s.split_once('-').ok_or_else(malformed)?;
+    if prefix.len() != 7 || !prefix.bytes().all(|c| c.is_ascii_lowercase()) {
+        return Err(malformed());
+    }
+    if body.len() != ID_BODY_LEN || !body.bytes().all(is_url_safe) {
+        return Err(malformed());
+    }
+    Ok((prefix, body))
+}
+
+macro_rules! prefixed_id {
+    ($(#[$doc:meta])* $name:ident, $prefix:literal) => {
+        $(#[$doc])*
+        #[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, schemars::JsonSchema)]
+        #[serde(try_from = "String", into = "String")]
+        pub struct $name(String);
+
+        impl $name {
+            pub const PREFIX: &'static str = $prefix;
+
+            /// A new, time-ordered identifier.
+            pub fn generate() -> Self {
+                Self(format!("{}-{}", $prefix, encode_uuid_v7(uuid::Uuid::now_v7())))
+            }
+
+            /// Parses and checks the prefix.
+            pub fn parse(s: &str) -> Result<Self, IdError> {
+                let (prefix, _) = split_prefixed(s)?;
+                if prefix != $prefix {
+                    return Err(IdError::WrongPrefix {
+                        id: s.to_owned(),
+                        found: prefix.to_owned(),
+                        expected: $prefix,
+                    });
+                }
+                Ok(Self(s.to_owned()))
+            }
+
+            pub fn as_str(&self) -> &str {
+                &self.0
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(&self.0)
+            }
+        }
+
+        impl fmt::Debug for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(&self.0)
+            }
+        }
+
+        impl FromStr for $name {
+            type Err = IdError;
+            fn from_str(s: &str) -> Result<Self, Self::Err> {
+                Self::parse(s)
+            }
+        }
+
+        impl TryFrom<String> for $name {
+            type Error = IdError;
+            fn try_from(s: String) -> Result<Self, Self::Error> {
+                Self::parse(&s)
+            }
+        }
+
+        impl From<$name> for String {
+            fn from(id: $name) -> String {
+                id.0
+            }
+        }
+    };
+}
+
+prefixed_id!(
+    /// A tenant (`tnntten-…`).
+    TenantId,
+    "tnntten"
+);
+prefixed_id!(
+    /// A location (`lctnloc-…`).
+    LocationId,
+    "lctnloc"
+);
+prefixed_id!(
+    /// A resource provider (`resopro-…`): the identity through which providers reach tenants.
+    ResourceProviderId,
+    "resopro"
+);
+prefixed_id!(
+    /// A concrete provider (`resoprv-…`), e.g. load balancer provider "Foo".
+    ProviderId,
+    "resoprv"
+);
+prefixed_id!(
+    /// A user (`idntusr-…`), derived from the token's issuer and subject.
+    UserId,
+    "idntusr"
+);
+
+impl UserId {
+    /// `idntusr-` + the first 21 characters of base64url(sha256(issuer + "|" + subject)).
+    pub fn for_identity(issuer: &str, subject: &str) -> Self {
+        let digest = Sha256::digest(format!("{issuer}|{subject}").as_bytes());
+        let encoded = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(digest);
+        Self(format!("{}-{}", Self::PREFIX, &encoded[..ID_BODY_LEN]))
+    }
+}
+
+/// The kinds of aggregate, one event stream each. Also names the Kafka topic suffix.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AggregateKind {
+    Tenant,
+    User,
+    Location,
+    ResourceProvider,
+    Provider,
+}
+
+impl AggregateKind {
+    pub const ALL: [AggregateKind; 5] = [
+        Self::Tenant,
+        Self::User,
+        Self::Location,
+        Self::ResourceProvider,
+        Self::Provider,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Tenant => "tenant",
+            Self::User => "user",
+            Self::Location => "location",
+            Self::ResourceProvider => "resource_provider",
+            Self::Provider => "provider",
+        }
+    }
+
+    /// Plural, kebab-case: the topic suffix (`<prefix>.tenants`) and URL segment.
+    pub fn plural(self) -> &'static str {
+        match self {
+            Self::Tenant => "tenants",
+            Self::User => "users",
+            Self::Location => "locations",
+            Self::ResourceProvider => "resource-providers",
+            Self::Provider => "providers",
+        }
+    }
+
+    /// The kind of the stream named by `id`, from its prefix.
+    pub fn of_stream(id: &str) -> Option<Self> {
+        let (prefix, _) = split_prefixed(id).ok()?;
+        Some(match prefix {
+            TenantId::PREFIX => Self::Tenant,
+            UserId::PREFIX => Self::User,
+            LocationId::PREFIX => Self::Location,
+            ResourceProviderId::PREFIX => Self::ResourceProvider,
+            ProviderId::PREFIX => Self::Provider,
+            _ => return None,
+        })
+    }
+}
+
+/// Any resource that carries metadata (annotations, statuses, finalizers). Users are outside the
+/// tenant tree and have no owner to authorize metadata changes against, so they carry none.
+#[derive(
+    Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, schemars::JsonSchema,
+)]
+#[serde(try_from = "String", into = "String")]
+pub struct ResourceId(String);
+
+impl ResourceId {
+    pub fn parse(s: &str) -> Result<Self, IdError> {
+        match AggregateKind::of_stream(s) {
+            Some(AggregateKind::User) | None => {
+                split_prefixed(s)?;
+                Err(IdError::UnknownKind(s.to_owned()))
+            }
+            Some(_) => Ok(Self(s.to_owned())),
+        }
+    }
+
+    pub fn kind(&self) -> AggregateKind {
+        AggregateKind::of_stream(&self.0).expect("validated at parse")
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for ResourceId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl fmt::Debug for ResourceId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl TryFrom<String> for ResourceId {
+    type Error = IdError;
+    fn try_from(s: String) -> Result<Self, Self::Error> {
+        Self::parse(&s)
+    }
+}
+
+impl From<ResourceId> for String {
+    fn from(id: ResourceId) -> String {
+        id.0
+    }
+}
+
+macro_rules! into_resource_id {
+    ($($t:ty),*) => {$(
+        impl From<$t> for ResourceId {
+            fn from(id: $t) -> Self {
+                ResourceId(id.0)
+            }
+        }
+    )*};
+}
+into_resource_id!(TenantId, LocationId, ResourceProviderId, ProviderId);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[test]
+    fn generated_ids_parse_and_sort_by_creation_time() {
+        let mut previous = TenantId::generate();
+        for _ in 0..2_000 {
+            let next = TenantId::generate();
+            assert!(TenantId::parse(next.as_str()).is_ok());
+            assert!(next > previous, "{next} should sort after {previous}");
+            previous = next;
+        }
+    }
+
+    #[test]
+    fn user_ids_are_deterministic_per_issuer_and_subject() {
+        let a = UserId::for_identity("https://issuer", "alice");
+        assert_eq!(a, UserId::for_identity("https://issuer", "alice"));
+        assert_ne!(a, UserId::for_identity("https://issuer", "bob"));
+        assert_ne!(a, UserId::for_identity("https://other", "alice"));
+        assert!(UserId::parse(a.as_str()).is_ok());
+        assert_eq!(a.as_str().len(), 8 + ID_BODY_LEN);
+    }
+
+    #[test]
+    fn wrong_prefix_is_rejected_with_both_prefixes_named() {
+        let loc = LocationId::generate();
+        let err = TenantId::parse(loc.as_str()).unwrap_err();
+        assert!(matches!(
+            err,
+            IdError::WrongPrefix {
+                expected: "tnntten",
+                ..
+            }
+        ));
+    }
+
+    #[test]
+    fn users_carry_no_metadata() {
+        let user = UserId::for_identity("i", "s");
+        assert!(matches!(
+            ResourceId::parse(user.as_str()),
+            Err(IdError::UnknownKind(_))
+        ));
+        let tenant = TenantId::generate();
+        assert_eq!(
+            ResourceId::parse(tenant.as_str()).unwrap().kind(),
+            AggregateKind::Tenant
+        );
+    }
+
+    proptest! {
+        #[test]
+        fn parse_never_panics_and_accepts_only_the_documented_shape(s in "\\PC{0,40}") {
+            let ok = TenantId::parse(&s).is_ok();
+            let shaped = s.len() == 29
+                && s.starts_with("tnntten-")
+                && s[8..].bytes().all(is_url_safe);
+            prop_assert_eq!(ok, shaped);
+        }
+
+        #[test]
+        fn any_well_shaped_id_round_trips(body in "[A-Za-z0-9_-]{21}") {
+            let s = format!("lctnloc-{body}");
+            let id = LocationId::parse(&s).unwrap();
+            prop_assert_eq!(id.as_str(), s.as_str());
+            let json = serde_json::to_string(&id).unwrap();
+            prop_assert_eq!(serde_json::from_str::<LocationId>(&json).unwrap(), id);
+        }
+    }
+}
