@@ -4,7 +4,8 @@ use std::collections::HashMap;
 
 use anyhow::Context as _;
 use chrono::{DateTime, Utc};
-use tokio_postgres::{GenericClient, Row};
+use deadpool_postgres::GenericClient;
+use tokio_postgres::Row;
 use uuid::Uuid;
 
 use plinth_domain::{apply, Aggregate, Body, Event, Facts};
@@ -14,7 +15,7 @@ use crate::model::{EventMetadata, StoredEvent};
 
 /// Bump when `Aggregate`'s serialized shape changes: older snapshots are then refolded from
 /// their events instead of being deserialized.
-pub const SNAPSHOT_VERSION: i32 = 1;
+pub(crate) const SNAPSHOT_VERSION: i32 = 1;
 
 /// A stream as the write side knows it during one transaction.
 #[derive(Debug, Clone)]
@@ -83,7 +84,8 @@ pub(crate) async fn load(
     let sql = format!(
         "select {LOAD_COLUMNS} from streams where stream_id = any($1) order by stream_id for {lock}"
     );
-    let rows = client.query(&sql, &[&wanted]).await.context("failed to load streams")?;
+    let statement = client.prepare_cached(&sql).await?;
+    let rows = client.query(&statement, &[&wanted]).await.context("failed to load streams")?;
     let mut loaded = Vec::with_capacity(rows.len());
     for row in rows {
         let (id, entry) = entry_from_row(client, &row).await?;
@@ -210,8 +212,8 @@ pub(crate) async fn insert_events(client: &impl GenericClient, rows: &[EventRow]
     let metadata: Vec<&str> = rows.iter().map(|r| r.metadata.as_str()).collect();
     let recorded: Vec<DateTime<Utc>> = rows.iter().map(|r| r.recorded_at).collect();
     let hashes: Vec<&[u8]> = rows.iter().map(|r| r.hash.as_slice()).collect();
-    let returned = client
-        .query(
+    let statement = client
+        .prepare_cached(
             "insert into events (event_id, stream_id, stream_version, event_type, schema_version,
                                  data, metadata, recorded_at, hash)
              select e.event_id, e.stream_id, e.stream_version, e.event_type, e.schema_version,
@@ -221,10 +223,14 @@ pub(crate) async fn insert_events(client: &impl GenericClient, rows: &[EventRow]
                   as e(event_id, stream_id, stream_version, event_type, schema_version, data,
                        metadata, recorded_at, hash)
              returning event_id, position",
+        )
+        .await?;
+    let returned = client
+        .query(
+            &statement,
             &[&ids, &streams, &versions, &types, &schema_versions, &data, &metadata, &recorded, &hashes],
         )
-        .await
-        .map_err(anyhow::Error::from)?;
+        .await?;
     let by_id: HashMap<Uuid, i64> = returned.iter().map(|r| (r.get(0), r.get(1))).collect();
     Ok(ids.iter().map(|id| by_id[id]).collect())
 }
@@ -244,8 +250,8 @@ pub(crate) async fn upsert_streams(
     if cols.ids.is_empty() {
         return Ok(());
     }
-    client
-        .execute(
+    let statement = client
+        .prepare_cached(
             "insert into streams (stream_id, kind, version, last_hash, last_position, owner_id,
                                   uses_id, lifecycle, name_key, scope_path, snapshot, snapshot_version)
              select s.stream_id, s.kind, s.version, s.last_hash, s.last_position, s.owner_id,
@@ -260,6 +266,11 @@ pub(crate) async fn upsert_streams(
                  last_position = excluded.last_position, lifecycle = excluded.lifecycle,
                  name_key = excluded.name_key, snapshot = excluded.snapshot,
                  snapshot_version = excluded.snapshot_version",
+        )
+        .await?;
+    client
+        .execute(
+            &statement,
             &[
                 &cols.ids, &cols.kinds, &cols.versions, &cols.hashes, &cols.positions, &cols.owners,
                 &cols.uses, &cols.lifecycles, &cols.name_keys, &cols.paths, &SNAPSHOT_VERSION,
@@ -324,5 +335,5 @@ pub(crate) fn stored_event(row: &Row) -> anyhow::Result<StoredEvent> {
 }
 
 /// The columns [`stored_event`] reads.
-pub const STORED_COLUMNS: &str = "position, tx, event_id, stream_id, stream_version, event_type, \
+pub(crate) const STORED_COLUMNS: &str = "position, tx, event_id, stream_id, stream_version, event_type, \
      schema_version, data::text as data, metadata::text as metadata, recorded_at, hash";

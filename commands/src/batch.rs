@@ -1,0 +1,296 @@
+//! One transaction for a batch of commands (group commit): load and lock what they need in a
+//! few bulk queries, decide each in order against the evolving in-memory state, then write all
+//! events, stream rows and idempotency keys in bulk and commit once.
+//!
+//! Each command's decision is its own: a refused command leaves the batch's state untouched.
+//! If the bulk write fails (a unique index caught a race, a deadlock), the caller re-runs each
+//! command alone, so no command fails because of another.
+
+use std::collections::{HashMap, HashSet};
+
+use anyhow::Context as _;
+use deadpool_postgres::{Client, GenericClient, Transaction};
+use plinth_domain::memory::new_stream_id;
+use plinth_domain::{decide, Aggregate, Body, Target};
+
+use crate::error::CommandError;
+use crate::model::{AppendedEvent, CommandOutcome, EventMetadata};
+use crate::rows::{self, Entry, EventRow, World};
+use crate::submission::Submission;
+
+/// A command's result; `bool` is true when it was replayed from its idempotency key.
+pub type Processed = Result<(CommandOutcome, bool), CommandError>;
+
+/// A successful decision waiting for its positions.
+struct Pending {
+    index: usize,
+    stream_id: String,
+    version: i64,
+    rows: std::ops::Range<usize>,
+    /// For commands that appended nothing: where the stream's last event is.
+    last_row: Option<usize>,
+    last_position: i64,
+}
+
+/// Runs `subs` in one transaction. `Err` means the transaction failed as a whole and nothing
+/// was written; per-command refusals are inside `Ok`.
+pub(crate) async fn run(client: &mut Client, subs: &[Submission]) -> anyhow::Result<Vec<Processed>> {
+    let tx = client.transaction().await.context("failed to begin")?;
+    let mut results: Vec<Option<Processed>> = subs.iter().map(|_| None).collect();
+
+    replay_idempotent(&tx, subs, &mut results).await?;
+
+    // Pick the streams each command writes; new streams get fresh, time-ordered ids.
+    let targets: Vec<String> = subs
+        .iter()
+        .map(|s| match s.command.target() {
+            Target::New(kind) => new_stream_id(kind),
+            Target::Existing(id) => id,
+        })
+        .collect();
+    let todo: Vec<usize> = (0..subs.len()).filter(|i| results[*i].is_none()).collect();
+
+    let mut world = World::default();
+    rows::load(&tx, &mut world, todo.iter().map(|i| targets[*i].clone()), "update").await?;
+    let references = todo.iter().flat_map(|i| subs[*i].command.references());
+    rows::load(&tx, &mut world, references, "share").await?;
+    // The tenant chains of everything loaded: the grants that authorize these commands.
+    let chains: HashSet<String> = world.streams.values().flat_map(|e| e.scope_path.clone()).collect();
+    rows::load(&tx, &mut world, chains, "share").await?;
+    load_dependents(&tx, &mut world, todo.iter().filter(|i| subs[**i].command.checks_dependents()).map(|i| targets[*i].clone())).await?;
+
+    let now = rows::now_micros();
+    let mut event_rows: Vec<EventRow> = Vec::new();
+    let mut pending: Vec<Pending> = Vec::new();
+    for &i in &todo {
+        let sub = &subs[i];
+        let target = &targets[i];
+        let current = world.streams.get(target).map_or(0, |e| e.version);
+        if let Some(expected) = sub.expected_version {
+            if expected != current {
+                results[i] = Some(Err(CommandError::VersionConflict {
+                    stream_id: target.clone(),
+                    expected,
+                    actual: current,
+                }));
+                continue;
+            }
+        }
+        let events = match decide(&sub.command, &sub.actor, target, &world, now) {
+            Ok(events) => events,
+            Err(e) => {
+                results[i] = Some(Err(e.into()));
+                continue;
+            }
+        };
+        let metadata = EventMetadata {
+            actor: Some(sub.actor.user_id.clone()),
+            command_id: sub.command_id,
+            correlation_id: sub.correlation_id,
+            causation_id: sub.causation_id.unwrap_or(sub.command_id),
+            traceparent: sub.traceparent.clone(),
+        };
+        let is_new = !world.streams.contains_key(target);
+        let mut entry = world.streams.remove(target).unwrap_or_else(Entry::new_stream);
+        let first_row = event_rows.len();
+        rows::append_in_memory(&mut entry, target, &events, &metadata, now, &mut event_rows)?;
+        if is_new {
+            if let Some(agg) = &entry.agg {
+                entry.scope_path = scope_path_of_new(&world, target, agg);
+                count_dependent(&mut world, agg, 1);
+            }
+        } else if entry.agg.as_ref().is_some_and(|a| a.lifecycle == plinth_domain::Lifecycle::Deleted)
+            && !events.is_empty()
+        {
+            if let Some(agg) = &entry.agg {
+                count_dependent(&mut world, agg, -1);
+            }
+        }
+        pending.push(Pending {
+            index: i,
+            stream_id: target.clone(),
+            version: entry.version,
+            rows: first_row..event_rows.len(),
+            last_row: entry.last_row,
+            last_position: entry.last_position,
+        });
+        world.streams.insert(target.clone(), entry);
+    }
+
+    let positions = if event_rows.is_empty() {
+        Vec::new()
+    } else {
+        rows::insert_events(&tx, &event_rows).await?
+    };
+    let mut keys = IdempotencyRows::default();
+    for p in pending {
+        let sub = &subs[p.index];
+        let events: Vec<AppendedEvent> = p
+            .rows
+            .clone()
+            .map(|r| AppendedEvent {
+                event_id: event_rows[r].event_id,
+                event_type: event_rows[r].event_type.to_owned(),
+                stream_version: event_rows[r].stream_version,
+                position: positions[r],
+            })
+            .collect();
+        let position = events
+            .last()
+            .map(|e| e.position)
+            .or(p.last_row.map(|r| positions[r]))
+            .unwrap_or(p.last_position);
+        let outcome = CommandOutcome {
+            command_id: sub.command_id,
+            aggregate_id: p.stream_id.clone(),
+            stream_id: p.stream_id,
+            version: p.version,
+            position,
+            events,
+        };
+        if let Some(key) = &sub.idempotency {
+            keys.push(sub.actor.user_id.as_str(), &key.key, &key.request_hash, &outcome)?;
+        }
+        results[p.index] = Some(Ok((outcome, false)));
+    }
+
+    let max_position = positions.iter().max().copied();
+    let streams_written = rows::upsert_streams(&tx, &world, &positions);
+    let keys_written = keys.insert(&tx);
+    let notified = async {
+        if let Some(position) = max_position {
+            tx.execute("select pg_notify('plinth_events', $1)", &[&position.to_string()]).await?;
+        }
+        anyhow::Ok(())
+    };
+    futures::try_join!(streams_written, keys_written, notified)?;
+    tx.commit().await.context("failed to commit")?;
+    metrics::counter!("plinth_events_appended_total").increment(event_rows.len() as u64);
+    Ok(results.into_iter().map(|r| r.expect("every command decided")).collect())
+}
+
+/// Answers commands whose idempotency key was already used, from the stored first result.
+async fn replay_idempotent(
+    tx: &Transaction<'_>,
+    subs: &[Submission],
+    results: &mut [Option<Processed>],
+) -> anyhow::Result<()> {
+    let keyed: Vec<(usize, &str, &str)> = subs
+        .iter()
+        .enumerate()
+        .filter_map(|(i, s)| s.idempotency.as_ref().map(|k| (i, s.actor.user_id.as_str(), k.key.as_str())))
+        .collect();
+    if keyed.is_empty() {
+        return Ok(());
+    }
+    let users: Vec<&str> = keyed.iter().map(|k| k.1).collect();
+    let keys: Vec<&str> = keyed.iter().map(|k| k.2).collect();
+    let statement = tx
+        .prepare_cached(
+            "select user_id, key, request_hash, response from idempotency_keys
+             where (user_id, key) in (select * from unnest($1::text[], $2::text[]))",
+        )
+        .await?;
+    let rows = tx.query(&statement, &[&users, &keys]).await?;
+    let found: HashMap<(String, String), (Vec<u8>, serde_json::Value)> = rows
+        .into_iter()
+        .map(|r| ((r.get(0), r.get(1)), (r.get(2), r.get(3))))
+        .collect();
+    for (i, user, key) in keyed {
+        if let Some((hash, response)) = found.get(&(user.to_owned(), key.to_owned())) {
+            let request_hash = &subs[i].idempotency.as_ref().expect("keyed").request_hash;
+            results[i] = Some(if hash == request_hash {
+                let outcome = serde_json::from_value(response.clone()).context("bad stored response")?;
+                Ok((outcome, true))
+            } else {
+                Err(CommandError::IdempotencyKeyReused { key: key.to_owned() })
+            });
+        }
+    }
+    Ok(())
+}
+
+/// Counts live dependents (sub-tenants, owned resources, providers using a resource provider)
+/// of the streams whose deletes are decided in this batch.
+async fn load_dependents(
+    tx: &Transaction<'_>,
+    world: &mut World,
+    ids: impl Iterator<Item = String>,
+) -> anyhow::Result<()> {
+    let ids: Vec<String> = ids.collect();
+    if ids.is_empty() {
+        return Ok(());
+    }
+    let statement = tx
+        .prepare_cached(
+            "select id, count(s.stream_id) from unnest($1::text[]) as id
+             left join streams s on (s.owner_id = id or s.uses_id = id) and s.lifecycle <> 'deleted'
+             group by id",
+        )
+        .await?;
+    let rows = tx.query(&statement, &[&ids]).await?;
+    for row in rows {
+        world.dependents.insert(row.get(0), row.get(1));
+    }
+    Ok(())
+}
+
+/// Keeps in-batch dependents counts true when a batch creates or deletes a dependent.
+fn count_dependent(world: &mut World, agg: &Aggregate, delta: i64) {
+    let uses = match &agg.body {
+        Body::Provider(p) => Some(p.resource_provider_id.to_string()),
+        _ => None,
+    };
+    for id in agg.owner_id().into_iter().chain(uses) {
+        if let Some(n) = world.dependents.get_mut(&id) {
+            *n += delta;
+        }
+    }
+}
+
+/// The tenant chain of a new stream: its parent's plus itself for a tenant, else its owner's.
+fn scope_path_of_new(world: &World, id: &str, agg: &Aggregate) -> Vec<String> {
+    let owner_path = |owner: &str| world.streams.get(owner).map(|e| e.scope_path.clone()).unwrap_or_default();
+    match &agg.body {
+        Body::Tenant(t) => {
+            let mut path = t.parent_id.as_ref().map(|p| owner_path(p.as_str())).unwrap_or_default();
+            path.push(id.to_owned());
+            path
+        }
+        Body::User(_) => Vec::new(),
+        _ => agg.owner_id().map(|o| owner_path(&o)).unwrap_or_default(),
+    }
+}
+
+#[derive(Default)]
+struct IdempotencyRows {
+    users: Vec<String>,
+    keys: Vec<String>,
+    hashes: Vec<Vec<u8>>,
+    responses: Vec<String>,
+}
+
+impl IdempotencyRows {
+    fn push(&mut self, user: &str, key: &str, hash: &[u8], outcome: &CommandOutcome) -> anyhow::Result<()> {
+        self.users.push(user.to_owned());
+        self.keys.push(key.to_owned());
+        self.hashes.push(hash.to_vec());
+        self.responses.push(serde_json::to_string(outcome)?);
+        Ok(())
+    }
+
+    async fn insert(&self, tx: &Transaction<'_>) -> anyhow::Result<()> {
+        if self.users.is_empty() {
+            return Ok(());
+        }
+        let statement = tx
+            .prepare_cached(
+                "insert into idempotency_keys (user_id, key, request_hash, response)
+                 select u, k, h, r::jsonb
+                 from unnest($1::text[], $2::text[], $3::bytea[], $4::text[]) as t(u, k, h, r)",
+            )
+            .await?;
+        tx.execute(&statement, &[&self.users, &self.keys, &self.hashes, &self.responses]).await?;
+        Ok(())
+    }
+}

@@ -1,0 +1,180 @@
+//! Group commit: concurrent commands are coalesced into one transaction each, so the cost of a
+//! commit (the WAL flush) is shared. A command is acknowledged only after its transaction
+//! committed, and succeeds or fails on its own: when a batch fails as a whole, each of its
+//! commands is re-run alone.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::time::Duration;
+
+use deadpool_postgres::Pool;
+use tokio::sync::{mpsc, oneshot, Mutex};
+
+use plinth_domain::{Command, DomainError};
+
+use crate::batch::{self, Processed};
+use crate::error::{pg, CommandError};
+use crate::submission::Submission;
+
+/// Largest batch one transaction takes.
+const MAX_BATCH: usize = 256;
+/// Retries of a lone command that hit a deadlock, serialization failure or a racing append.
+const MAX_ATTEMPTS: usize = 5;
+
+struct Job {
+    submission: Submission,
+    reply: oneshot::Sender<Processed>,
+}
+
+/// The write side's entry point: submit a command, get its committed outcome.
+#[derive(Debug, Clone)]
+pub struct CommandBus {
+    jobs: mpsc::Sender<Job>,
+}
+
+impl std::fmt::Debug for Job {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Job").field("command", &self.submission.command.command_type()).finish()
+    }
+}
+
+impl CommandBus {
+    /// Starts `writers` committer tasks on `pool`. Each holds one connection per batch; with
+    /// more than one, a batch can be decided while another waits for its commit.
+    pub fn start(pool: Pool, writers: usize) -> Self {
+        let (jobs, receiver) = mpsc::channel::<Job>(16 * MAX_BATCH);
+        let receiver = Arc::new(Mutex::new(receiver));
+        for _ in 0..writers.max(1) {
+            tokio::spawn(writer(pool.clone(), receiver.clone()));
+        }
+        Self { jobs }
+    }
+
+    /// Decides and commits one command.
+    pub async fn submit(&self, submission: Submission) -> Processed {
+        let (reply, answer) = oneshot::channel();
+        self.jobs
+            .send(Job { submission, reply })
+            .await
+            .map_err(|_| CommandError::Unavailable("the write side has stopped".into()))?;
+        answer
+            .await
+            .map_err(|_| CommandError::Unavailable("the write side dropped the command".into()))?
+    }
+}
+
+async fn writer(pool: Pool, receiver: Arc<Mutex<mpsc::Receiver<Job>>>) {
+    let mut deferred: Vec<Job> = Vec::new();
+    loop {
+        let mut jobs = std::mem::take(&mut deferred);
+        {
+            let mut rx = receiver.lock().await;
+            if jobs.is_empty() {
+                match rx.recv().await {
+                    Some(job) => jobs.push(job),
+                    None => return,
+                }
+            }
+            while jobs.len() < MAX_BATCH {
+                match rx.try_recv() {
+                    Ok(job) => jobs.push(job),
+                    Err(_) => break,
+                }
+            }
+        }
+        // Two uses of one idempotency key must not share a transaction: the second has to see
+        // the first's stored result. Later ones wait for the next batch.
+        let mut seen = HashSet::new();
+        let (batch, later): (Vec<Job>, Vec<Job>) = jobs.into_iter().partition(|job| match &job.submission.idempotency {
+            Some(k) => seen.insert((job.submission.actor.user_id.clone(), k.key.clone())),
+            None => true,
+        });
+        deferred = later;
+        run_jobs(&pool, batch).await;
+    }
+}
+
+async fn run_jobs(pool: &Pool, jobs: Vec<Job>) {
+    metrics::histogram!("plinth_commit_batch_size").record(jobs.len() as f64);
+    if jobs.len() > 1 {
+        let subs: Vec<Submission> = jobs.iter().map(|j| j.submission.clone()).collect();
+        match run_once(pool, &subs).await {
+            Ok(results) => {
+                for (job, result) in jobs.into_iter().zip(results) {
+                    let _ = job.reply.send(result);
+                }
+                return;
+            }
+            Err(e) => tracing::debug!(error = %e, size = jobs.len(), "batch failed; running its commands alone"),
+        }
+    }
+    for job in jobs {
+        let result = run_alone(pool, &job.submission).await;
+        let _ = job.reply.send(result);
+    }
+}
+
+async fn run_once(pool: &Pool, subs: &[Submission]) -> anyhow::Result<Vec<Processed>> {
+    let mut client = pool.get().await?;
+    batch::run(&mut client, subs).await
+}
+
+/// Runs one command in its own transaction, mapping whole-transaction failures to its error.
+async fn run_alone(pool: &Pool, sub: &Submission) -> Processed {
+    let mut last_error = None;
+    for attempt in 0..MAX_ATTEMPTS {
+        if attempt > 0 {
+            tokio::time::sleep(Duration::from_millis(5 * (1 << attempt))).await;
+        }
+        let error = match run_once(pool, std::slice::from_ref(sub)).await {
+            Ok(mut results) => return results.pop().expect("one result"),
+            Err(e) => e,
+        };
+        match classify(&error, sub) {
+            Retry::Again => last_error = Some(error),
+            Retry::Fail(e) => return Err(e),
+        }
+    }
+    Err(CommandError::Internal(last_error.expect("attempted").context("gave up after retries")))
+}
+
+enum Retry {
+    Again,
+    Fail(CommandError),
+}
+
+fn classify(error: &anyhow::Error, sub: &Submission) -> Retry {
+    if let Some(e) = error.downcast_ref::<deadpool_postgres::PoolError>() {
+        return Retry::Fail(CommandError::Unavailable(e.to_string()));
+    }
+    let Some(db) = error.chain().find_map(|c| c.downcast_ref::<tokio_postgres::Error>()) else {
+        return Retry::Fail(CommandError::Internal(anyhow::anyhow!("{error:#}")));
+    };
+    if db.is_closed() || db.as_db_error().is_none() && db.code().is_none() {
+        return Retry::Fail(CommandError::Unavailable(db.to_string()));
+    }
+    if pg::is_transient(db) {
+        return Retry::Again;
+    }
+    if pg::is_unique_violation(db) {
+        return match pg::constraint(db) {
+            Some("streams_tenant_sibling_name_key") => Retry::Fail(CommandError::Domain(DomainError::NameTaken {
+                name: tenant_name(&sub.command),
+            })),
+            // Another transaction stored this key first: the next attempt replays its result.
+            Some("idempotency_keys_pkey") => Retry::Again,
+            // Another writer appended to the stream first. Deciding again is safe, and reports
+            // an accurate version conflict when the client sent an expected version.
+            _ => Retry::Again,
+        };
+    }
+    Retry::Fail(CommandError::Internal(anyhow::anyhow!("{error:#}")))
+}
+
+fn tenant_name(command: &Command) -> String {
+    match command {
+        Command::CreateTenant(c) => c.name.to_string(),
+        Command::UpdateTenant(c) => c.name.as_ref().map(|n| n.to_string()).unwrap_or_default(),
+        _ => String::new(),
+    }
+}

@@ -1,0 +1,222 @@
+//! The event store's read API and the few writes that are not commands (users).
+
+use anyhow::Context as _;
+use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
+use tokio_postgres::NoTls;
+
+use plinth_domain::{apply, Event, UserId};
+
+use crate::hash;
+use crate::model::{Checkpoint, EventMetadata, StoredEvent};
+use crate::rows::{self, stored_event, Entry, World, STORED_COLUMNS};
+
+/// Builds a connection pool for `database_url`.
+pub fn pool(database_url: &str, max_size: usize) -> anyhow::Result<Pool> {
+    let config: tokio_postgres::Config = database_url.parse().context("invalid DATABASE_URL")?;
+    let manager = Manager::from_config(config, NoTls, ManagerConfig { recycling_method: RecyclingMethod::Fast });
+    Pool::builder(manager).max_size(max_size).build().context("failed to build the pool")
+}
+
+/// Reads of the event store.
+#[derive(Debug, Clone)]
+pub struct EventStore {
+    pool: Pool,
+}
+
+impl EventStore {
+    pub fn new(pool: Pool) -> Self {
+        Self { pool }
+    }
+
+    pub fn pool(&self) -> &Pool {
+        &self.pool
+    }
+
+    /// Up to `limit` events after `after`, in (transaction, position) order, never skipping one.
+    ///
+    /// Positions come from a sequence, so a transaction can commit an event with a lower
+    /// position after a reader has already seen higher ones. Reading only events whose
+    /// transaction is older than the oldest transaction still running (the snapshot's xmin)
+    /// means everything before the returned events is final: no later commit can land behind
+    /// a checkpoint. A transaction that rolls back simply never appears, so it blocks nobody.
+    pub async fn read_after(&self, after: Checkpoint, limit: i64) -> anyhow::Result<Vec<StoredEvent>> {
+        let client = self.pool.get().await?;
+        read_after(&client, after, limit).await
+    }
+
+    /// A stream's events from `from_version` (inclusive), oldest first.
+    pub async fn read_stream(&self, stream_id: &str, from_version: i64, limit: i64) -> anyhow::Result<Vec<StoredEvent>> {
+        let client = self.pool.get().await?;
+        let rows = client
+            .query(
+                &format!(
+                    "select {STORED_COLUMNS} from events where stream_id = $1 and stream_version >= $2
+                     order by stream_version limit $3"
+                ),
+                &[&stream_id, &from_version, &limit],
+            )
+            .await?;
+        rows.iter().map(stored_event).collect()
+    }
+
+    /// The checkpoint of the event at `position`, if it exists (for read-your-writes).
+    pub async fn checkpoint_of(&self, position: i64) -> anyhow::Result<Option<Checkpoint>> {
+        let client = self.pool.get().await?;
+        let row = client.query_opt("select tx from events where position = $1", &[&position]).await?;
+        Ok(row.map(|r| Checkpoint { tx: r.get(0), position }))
+    }
+
+    /// Records the user for (issuer, subject) unless it exists; returns its id. Concurrent
+    /// first requests create exactly one user: the stream row is claimed first, and whoever
+    /// loses the claim appends nothing.
+    pub async fn ensure_user(&self, issuer: &str, subject: &str) -> anyhow::Result<UserId> {
+        let user_id = UserId::for_identity(issuer, subject);
+        let mut client = self.pool.get().await?;
+        let exists = client
+            .query_opt("select 1 from streams where stream_id = $1", &[&user_id.as_str()])
+            .await?
+            .is_some();
+        if exists {
+            return Ok(user_id);
+        }
+        let tx = client.transaction().await?;
+        let claimed = tx
+            .execute(
+                "insert into streams (stream_id, kind, version, last_hash, last_position, lifecycle,
+                                      snapshot, snapshot_version)
+                 values ($1, 'user', 0, '', 0, 'live', '{}', 0) on conflict (stream_id) do nothing",
+                &[&user_id.as_str()],
+            )
+            .await?;
+        if claimed == 0 {
+            return Ok(user_id);
+        }
+        let event = Event::UserCreated {
+            user_id: user_id.clone(),
+            issuer: issuer.to_owned(),
+            subject: subject.to_owned(),
+        };
+        let command_id = uuid::Uuid::now_v7();
+        let metadata = EventMetadata {
+            actor: Some(user_id.clone()),
+            command_id,
+            correlation_id: command_id,
+            causation_id: command_id,
+            traceparent: None,
+        };
+        let mut world = World::default();
+        let mut entry = Entry::new_stream();
+        let mut event_rows = Vec::new();
+        rows::append_in_memory(&mut entry, user_id.as_str(), &[event], &metadata, rows::now_micros(), &mut event_rows)?;
+        world.streams.insert(user_id.to_string(), entry);
+        let positions = rows::insert_events(&tx, &event_rows).await?;
+        rows::upsert_streams(&tx, &world, &positions).await?;
+        tx.execute("select pg_notify('plinth_events', $1)", &[&positions[0].to_string()]).await?;
+        tx.commit().await?;
+        Ok(user_id)
+    }
+
+    /// Recomputes every stream's hash chain over the whole log, streaming it in batches.
+    /// Returns the number of events checked, or the first event that does not match.
+    pub async fn verify_chains(&self) -> anyhow::Result<Result<u64, ChainBreak>> {
+        let client = self.pool.get().await?;
+        let mut checked = 0u64;
+        let mut last: Option<(String, i64)> = None;
+        let mut prev_hash: Vec<u8> = hash::GENESIS.to_vec();
+        loop {
+            let (stream, version) = last.clone().unwrap_or_default();
+            let rows = client
+                .query(
+                    &format!(
+                        "select {STORED_COLUMNS} from events where (stream_id, stream_version) > ($1, $2)
+                         order by stream_id, stream_version limit 5000"
+                    ),
+                    &[&stream, &version],
+                )
+                .await?;
+            if rows.is_empty() {
+                return Ok(Ok(checked));
+            }
+            for row in &rows {
+                let event = stored_event(row)?;
+                let metadata: String = row.get("metadata");
+                let same_stream = last.as_ref().is_some_and(|(s, _)| *s == event.stream_id);
+                if !same_stream {
+                    prev_hash = hash::GENESIS.to_vec();
+                }
+                let expected_version = if same_stream { last.as_ref().map_or(1, |(_, v)| v + 1) } else { 1 };
+                let recomputed = hash::chain(
+                    &prev_hash,
+                    &hash::Hashed {
+                        event_id: event.event_id,
+                        stream_id: &event.stream_id,
+                        stream_version: event.stream_version,
+                        event_type: &event.event_type,
+                        schema_version: event.schema_version,
+                        data: &event.data,
+                        metadata: &metadata,
+                        recorded_at: event.recorded_at,
+                    },
+                );
+                if event.stream_version != expected_version || recomputed.as_slice() != event.hash.as_slice() {
+                    return Ok(Err(ChainBreak {
+                        event_id: event.event_id,
+                        stream_id: event.stream_id,
+                        stream_version: event.stream_version,
+                        position: event.position,
+                    }));
+                }
+                prev_hash = event.hash.clone();
+                last = Some((event.stream_id, event.stream_version));
+                checked += 1;
+            }
+        }
+    }
+
+    /// Folds one stream from its events (for temporal reads and checks): the state after the
+    /// last event at or below `max_position`.
+    pub async fn fold_stream(&self, stream_id: &str, max_position: i64) -> anyhow::Result<Option<plinth_domain::Aggregate>> {
+        let client = self.pool.get().await?;
+        let rows = client
+            .query(
+                &format!("select {STORED_COLUMNS} from events where stream_id = $1 and position <= $2 order by stream_version"),
+                &[&stream_id, &max_position],
+            )
+            .await?;
+        let mut agg = None;
+        for row in &rows {
+            agg = apply(agg, &stored_event(row)?.decode()?);
+        }
+        Ok(agg)
+    }
+}
+
+/// The first event whose stored hash does not match the recomputed chain.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChainBreak {
+    pub event_id: uuid::Uuid,
+    pub stream_id: String,
+    pub stream_version: i64,
+    pub position: i64,
+}
+
+/// [`EventStore::read_after`] on a given connection (projectors read inside their transaction).
+pub async fn read_after(
+    client: &impl deadpool_postgres::GenericClient,
+    after: Checkpoint,
+    limit: i64,
+) -> anyhow::Result<Vec<StoredEvent>> {
+    let rows = client
+        .query(
+            &format!(
+                "select {STORED_COLUMNS} from events
+                 where (tx, position) > ($1, $2)
+                   and tx < pg_snapshot_xmin(pg_current_snapshot())::text::bigint
+                 order by tx, position
+                 limit $3"
+            ),
+            &[&after.tx, &after.position, &limit],
+        )
+        .await?;
+    rows.iter().map(stored_event).collect()
+}

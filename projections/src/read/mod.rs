@@ -1,0 +1,1 @@
+//! Read models and queries (issue 3).

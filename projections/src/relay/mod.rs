@@ -1,0 +1,1 @@
+//! The Kafka relay (issue 4).
