@@ -17,6 +17,19 @@ fn command(t: &str, data: serde_json::Value) -> Command {
     Command::parse(t, data).unwrap()
 }
 
+/// Reads the log from the start until it holds `n` events. The tail only shows events below
+/// the oldest running transaction of the whole cluster, so parallel tests delay it briefly.
+async fn read_eventually(store: &EventStore, n: usize) -> Vec<plinth_commands::StoredEvent> {
+    for _ in 0..500 {
+        let events = store.read_after(Checkpoint::default(), 1000).await.unwrap();
+        if events.len() >= n {
+            return events;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    panic!("the log never showed {n} events");
+}
+
 #[tokio::test]
 async fn appended_events_read_back_with_metadata_and_chain() {
     let db = test_db().await;
@@ -28,7 +41,7 @@ async fn appended_events_read_back_with_metadata_and_chain() {
     assert!(!replayed);
     assert_eq!(outcome.version, 1);
     let store = EventStore::new(db.pool.clone());
-    let events = store.read_after(Checkpoint::default(), 100).await.unwrap();
+    let events = read_eventually(&store, 1).await;
     assert_eq!(events.len(), 1);
     let e = &events[0];
     assert_eq!(e.event_type, "TenantCreated");
@@ -246,6 +259,6 @@ async fn concurrent_first_requests_create_exactly_one_user() {
     let store = EventStore::new(db.pool.clone());
     let ids = futures::future::join_all((0..16).map(|_| store.ensure_user("https://issuer", "alice"))).await;
     assert!(ids.iter().all(|r| r.as_ref().unwrap() == ids[0].as_ref().unwrap()));
-    let events = store.read_after(Checkpoint::default(), 100).await.unwrap();
+    let events = read_eventually(&store, 1).await;
     assert_eq!(events.iter().filter(|e| e.event_type == "UserCreated").count(), 1);
 }
