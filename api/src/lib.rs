@@ -1,1 +1,13 @@
-//! api
+//! Plinth's HTTP API and the `plinth` command line.
+//!
+//! `main.rs` only calls [`cli::main`]; the application itself ([`app`]) is a library so that
+//! tests and `plinth bench` start exactly what `plinth serve` starts.
+
+pub mod app;
+pub mod auth;
+pub mod cli;
+pub mod error;
+mod routes;
+pub mod settings;
+pub mod state;
+pub mod telemetry;

@@ -34,7 +34,10 @@ struct Pending {
 
 /// Runs `subs` in one transaction. `Err` means the transaction failed as a whole and nothing
 /// was written; per-command refusals are inside `Ok`.
-pub(crate) async fn run(client: &mut Client, subs: &[Submission]) -> anyhow::Result<Vec<Processed>> {
+pub(crate) async fn run(
+    client: &mut Client,
+    subs: &[Submission],
+) -> anyhow::Result<Vec<Processed>> {
     let tx = client.transaction().await.context("failed to begin")?;
     let mut results: Vec<Option<Processed>> = subs.iter().map(|_| None).collect();
 
@@ -51,13 +54,30 @@ pub(crate) async fn run(client: &mut Client, subs: &[Submission]) -> anyhow::Res
     let todo: Vec<usize> = (0..subs.len()).filter(|i| results[*i].is_none()).collect();
 
     let mut world = World::default();
-    rows::load(&tx, &mut world, todo.iter().map(|i| targets[*i].clone()), "update").await?;
+    rows::load(
+        &tx,
+        &mut world,
+        todo.iter().map(|i| targets[*i].clone()),
+        "update",
+    )
+    .await?;
     let references = todo.iter().flat_map(|i| subs[*i].command.references());
     rows::load(&tx, &mut world, references, "share").await?;
     // The tenant chains of everything loaded: the grants that authorize these commands.
-    let chains: HashSet<String> = world.streams.values().flat_map(|e| e.scope_path.clone()).collect();
+    let chains: HashSet<String> = world
+        .streams
+        .values()
+        .flat_map(|e| e.scope_path.clone())
+        .collect();
     rows::load(&tx, &mut world, chains, "share").await?;
-    load_dependents(&tx, &mut world, todo.iter().filter(|i| subs[**i].command.checks_dependents()).map(|i| targets[*i].clone())).await?;
+    load_dependents(
+        &tx,
+        &mut world,
+        todo.iter()
+            .filter(|i| subs[**i].command.checks_dependents())
+            .map(|i| targets[*i].clone()),
+    )
+    .await?;
 
     let now = rows::now_micros();
     let mut event_rows: Vec<EventRow> = Vec::new();
@@ -91,7 +111,10 @@ pub(crate) async fn run(client: &mut Client, subs: &[Submission]) -> anyhow::Res
             traceparent: sub.traceparent.clone(),
         };
         let is_new = !world.streams.contains_key(target);
-        let mut entry = world.streams.remove(target).unwrap_or_else(Entry::new_stream);
+        let mut entry = world
+            .streams
+            .remove(target)
+            .unwrap_or_else(Entry::new_stream);
         let first_row = event_rows.len();
         rows::append_in_memory(&mut entry, target, &events, &metadata, now, &mut event_rows)?;
         if is_new {
@@ -99,7 +122,10 @@ pub(crate) async fn run(client: &mut Client, subs: &[Submission]) -> anyhow::Res
                 entry.scope_path = scope_path_of_new(&world, target, agg);
                 count_dependent(&mut world, agg, 1);
             }
-        } else if entry.agg.as_ref().is_some_and(|a| a.lifecycle == plinth_domain::Lifecycle::Deleted)
+        } else if entry
+            .agg
+            .as_ref()
+            .is_some_and(|a| a.lifecycle == plinth_domain::Lifecycle::Deleted)
             && !events.is_empty()
         {
             if let Some(agg) = &entry.agg {
@@ -149,7 +175,12 @@ pub(crate) async fn run(client: &mut Client, subs: &[Submission]) -> anyhow::Res
             events,
         };
         if let Some(key) = &sub.idempotency {
-            keys.push(sub.actor.user_id.as_str(), &key.key, &key.request_hash, &outcome)?;
+            keys.push(
+                sub.actor.user_id.as_str(),
+                &key.key,
+                &key.request_hash,
+                &outcome,
+            )?;
         }
         results[p.index] = Some(Ok((outcome, false)));
     }
@@ -159,14 +190,21 @@ pub(crate) async fn run(client: &mut Client, subs: &[Submission]) -> anyhow::Res
     let keys_written = keys.insert(&tx);
     let notified = async {
         if let Some(position) = max_position {
-            tx.execute("select pg_notify('plinth_events', $1)", &[&position.to_string()]).await?;
+            tx.execute(
+                "select pg_notify('plinth_events', $1)",
+                &[&position.to_string()],
+            )
+            .await?;
         }
         anyhow::Ok(())
     };
     futures::try_join!(streams_written, keys_written, notified)?;
     tx.commit().await.context("failed to commit")?;
     metrics::counter!("plinth_events_appended_total").increment(event_rows.len() as u64);
-    Ok(results.into_iter().map(|r| r.expect("every command decided")).collect())
+    Ok(results
+        .into_iter()
+        .map(|r| r.expect("every command decided"))
+        .collect())
 }
 
 /// Answers commands whose idempotency key was already used, from the stored first result.
@@ -178,7 +216,11 @@ async fn replay_idempotent(
     let keyed: Vec<(usize, &str, &str)> = subs
         .iter()
         .enumerate()
-        .filter_map(|(i, s)| s.idempotency.as_ref().map(|k| (i, s.actor.user_id.as_str(), k.key.as_str())))
+        .filter_map(|(i, s)| {
+            s.idempotency
+                .as_ref()
+                .map(|k| (i, s.actor.user_id.as_str(), k.key.as_str()))
+        })
         .collect();
     if keyed.is_empty() {
         return Ok(());
@@ -200,10 +242,13 @@ async fn replay_idempotent(
         if let Some((hash, response)) = found.get(&(user.to_owned(), key.to_owned())) {
             let request_hash = &subs[i].idempotency.as_ref().expect("keyed").request_hash;
             results[i] = Some(if hash == request_hash {
-                let outcome = serde_json::from_value(response.clone()).context("bad stored response")?;
+                let outcome =
+                    serde_json::from_value(response.clone()).context("bad stored response")?;
                 Ok((outcome, true))
             } else {
-                Err(CommandError::IdempotencyKeyReused { key: key.to_owned() })
+                Err(CommandError::IdempotencyKeyReused {
+                    key: key.to_owned(),
+                })
             });
         }
     }
@@ -250,10 +295,20 @@ fn count_dependent(world: &mut World, agg: &Aggregate, delta: i64) {
 
 /// The tenant chain of a new stream: its parent's plus itself for a tenant, else its owner's.
 fn scope_path_of_new(world: &World, id: &str, agg: &Aggregate) -> Vec<String> {
-    let owner_path = |owner: &str| world.streams.get(owner).map(|e| e.scope_path.clone()).unwrap_or_default();
+    let owner_path = |owner: &str| {
+        world
+            .streams
+            .get(owner)
+            .map(|e| e.scope_path.clone())
+            .unwrap_or_default()
+    };
     match &agg.body {
         Body::Tenant(t) => {
-            let mut path = t.parent_id.as_ref().map(|p| owner_path(p.as_str())).unwrap_or_default();
+            let mut path = t
+                .parent_id
+                .as_ref()
+                .map(|p| owner_path(p.as_str()))
+                .unwrap_or_default();
             path.push(id.to_owned());
             path
         }
@@ -271,7 +326,13 @@ struct IdempotencyRows {
 }
 
 impl IdempotencyRows {
-    fn push(&mut self, user: &str, key: &str, hash: &[u8], outcome: &CommandOutcome) -> anyhow::Result<()> {
+    fn push(
+        &mut self,
+        user: &str,
+        key: &str,
+        hash: &[u8],
+        outcome: &CommandOutcome,
+    ) -> anyhow::Result<()> {
         self.users.push(user.to_owned());
         self.keys.push(key.to_owned());
         self.hashes.push(hash.to_vec());
@@ -290,7 +351,11 @@ impl IdempotencyRows {
                  from unnest($1::text[], $2::text[], $3::bytea[], $4::text[]) as t(u, k, h, r)",
             )
             .await?;
-        tx.execute(&statement, &[&self.users, &self.keys, &self.hashes, &self.responses]).await?;
+        tx.execute(
+            &statement,
+            &[&self.users, &self.keys, &self.hashes, &self.responses],
+        )
+        .await?;
         Ok(())
     }
 }

@@ -34,7 +34,9 @@ pub struct CommandBus {
 
 impl std::fmt::Debug for Job {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Job").field("command", &self.submission.command.command_type()).finish()
+        f.debug_struct("Job")
+            .field("command", &self.submission.command.command_type())
+            .finish()
     }
 }
 
@@ -67,30 +69,45 @@ async fn writer(pool: Pool, receiver: Arc<Mutex<mpsc::Receiver<Job>>>) {
     let mut deferred: Vec<Job> = Vec::new();
     loop {
         let mut jobs = std::mem::take(&mut deferred);
-        {
+        if jobs.is_empty() {
+            // Wait for work. The lock is held while waiting, so idle writers queue up here.
             let mut rx = receiver.lock().await;
-            if jobs.is_empty() {
-                match rx.recv().await {
-                    Some(job) => jobs.push(job),
-                    None => return,
-                }
+            match rx.recv().await {
+                Some(job) => jobs.push(job),
+                None => return,
             }
-            while jobs.len() < MAX_BATCH {
-                match rx.try_recv() {
-                    Ok(job) => jobs.push(job),
-                    Err(_) => break,
-                }
-            }
+            fill(&mut rx, &mut jobs);
+        } else if let Ok(mut rx) = receiver.try_lock() {
+            // With deferred work in hand never wait for the lock: an idle writer holds it
+            // while it waits for new commands, which may never come.
+            fill(&mut rx, &mut jobs);
         }
         // Two uses of one idempotency key must not share a transaction: the second has to see
         // the first's stored result. Later ones wait for the next batch.
         let mut seen = HashSet::new();
-        let (batch, later): (Vec<Job>, Vec<Job>) = jobs.into_iter().partition(|job| match &job.submission.idempotency {
-            Some(k) => seen.insert((job.submission.actor.user_id.clone(), k.key.clone())),
-            None => true,
-        });
+        let (batch, later): (Vec<Job>, Vec<Job>) =
+            jobs.into_iter()
+                .partition(|job| match &job.submission.idempotency {
+                    Some(k) => seen.insert((job.submission.actor.user_id.clone(), k.key.clone())),
+                    None => true,
+                });
         deferred = later;
+        tracing::debug!(
+            batch = batch.len(),
+            deferred = deferred.len(),
+            "writer took a batch"
+        );
         run_jobs(&pool, batch).await;
+    }
+}
+
+/// Takes whatever is already queued, up to a full batch, without waiting.
+fn fill(rx: &mut mpsc::Receiver<Job>, jobs: &mut Vec<Job>) {
+    while jobs.len() < MAX_BATCH {
+        match rx.try_recv() {
+            Ok(job) => jobs.push(job),
+            Err(_) => break,
+        }
     }
 }
 
@@ -105,7 +122,9 @@ async fn run_jobs(pool: &Pool, jobs: Vec<Job>) {
                 }
                 return;
             }
-            Err(e) => tracing::debug!(error = %e, size = jobs.len(), "batch failed; running its commands alone"),
+            Err(e) => {
+                tracing::debug!(error = %e, size = jobs.len(), "batch failed; running its commands alone")
+            }
         }
     }
     for job in jobs {
@@ -130,12 +149,16 @@ async fn run_alone(pool: &Pool, sub: &Submission) -> Processed {
             Ok(mut results) => return results.pop().expect("one result"),
             Err(e) => e,
         };
-        match classify(&error, sub) {
+        match classify(&error, sub, attempt) {
             Retry::Again => last_error = Some(error),
             Retry::Fail(e) => return Err(e),
         }
     }
-    Err(CommandError::Internal(last_error.expect("attempted").context("gave up after retries")))
+    Err(CommandError::Internal(
+        last_error
+            .expect("attempted")
+            .context("gave up after retries"),
+    ))
 }
 
 enum Retry {
@@ -143,11 +166,14 @@ enum Retry {
     Fail(CommandError),
 }
 
-fn classify(error: &anyhow::Error, sub: &Submission) -> Retry {
+fn classify(error: &anyhow::Error, sub: &Submission, attempt: usize) -> Retry {
     if let Some(e) = error.downcast_ref::<deadpool_postgres::PoolError>() {
         return Retry::Fail(CommandError::Unavailable(e.to_string()));
     }
-    let Some(db) = error.chain().find_map(|c| c.downcast_ref::<tokio_postgres::Error>()) else {
+    let Some(db) = error
+        .chain()
+        .find_map(|c| c.downcast_ref::<tokio_postgres::Error>())
+    else {
         return Retry::Fail(CommandError::Internal(anyhow::anyhow!("{error:#}")));
     };
     if db.is_closed() || db.as_db_error().is_none() && db.code().is_none() {
@@ -158,9 +184,18 @@ fn classify(error: &anyhow::Error, sub: &Submission) -> Retry {
     }
     if pg::is_unique_violation(db) {
         return match pg::constraint(db) {
-            Some("streams_tenant_sibling_name_key") => Retry::Fail(CommandError::Domain(DomainError::NameTaken {
-                name: tenant_name(&sub.command),
-            })),
+            // A retry of an idempotent request may have lost to its own first attempt: deciding
+            // again replays that attempt's result instead of reporting the name as taken.
+            Some("streams_tenant_sibling_name_key")
+                if sub.idempotency.is_some() && attempt == 0 =>
+            {
+                Retry::Again
+            }
+            Some("streams_tenant_sibling_name_key") => {
+                Retry::Fail(CommandError::Domain(DomainError::NameTaken {
+                    name: tenant_name(&sub.command),
+                }))
+            }
             // Another transaction stored this key first: the next attempt replays its result.
             Some("idempotency_keys_pkey") => Retry::Again,
             // Another writer appended to the stream first. Deciding again is safe, and reports

@@ -10,7 +10,11 @@ pub enum CommandError {
     Domain(#[from] DomainError),
     /// 409: the client's `expected_version` is not the stream's version.
     #[error("stream {stream_id} is at version {actual}, not the expected {expected}")]
-    VersionConflict { stream_id: String, expected: i64, actual: i64 },
+    VersionConflict {
+        stream_id: String,
+        expected: i64,
+        actual: i64,
+    },
     /// 422: the idempotency key was used before with a different request.
     #[error("idempotency key `{key}` was already used for a different request")]
     IdempotencyKeyReused { key: String },

@@ -23,7 +23,9 @@ pub struct EventMetadata {
 
 /// A position in the global log that a reader has processed up to. Ordered by the appending
 /// transaction first: see `EventStore::read_after`.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
+)]
 pub struct Checkpoint {
     pub tx: i64,
     pub position: i64,
@@ -48,7 +50,10 @@ pub struct StoredEvent {
 
 impl StoredEvent {
     pub fn checkpoint(&self) -> Checkpoint {
-        Checkpoint { tx: self.tx, position: self.position }
+        Checkpoint {
+            tx: self.tx,
+            position: self.position,
+        }
     }
 
     /// The domain event, upcast to the current schema.

@@ -75,7 +75,10 @@ pub(crate) async fn load(
     ids: impl IntoIterator<Item = String>,
     lock: &str,
 ) -> anyhow::Result<Vec<String>> {
-    let mut wanted: Vec<String> = ids.into_iter().filter(|id| !world.streams.contains_key(id)).collect();
+    let mut wanted: Vec<String> = ids
+        .into_iter()
+        .filter(|id| !world.streams.contains_key(id))
+        .collect();
     wanted.sort();
     wanted.dedup();
     if wanted.is_empty() {
@@ -85,7 +88,10 @@ pub(crate) async fn load(
         "select {LOAD_COLUMNS} from streams where stream_id = any($1) order by stream_id for {lock}"
     );
     let statement = client.prepare_cached(&sql).await?;
-    let rows = client.query(&statement, &[&wanted]).await.context("failed to load streams")?;
+    let rows = client
+        .query(&statement, &[&wanted])
+        .await
+        .context("failed to load streams")?;
     let mut loaded = Vec::with_capacity(rows.len());
     for row in rows {
         let (id, entry) = entry_from_row(client, &row).await?;
@@ -117,7 +123,10 @@ async fn entry_from_row(client: &impl GenericClient, row: &Row) -> anyhow::Resul
 }
 
 /// Folds a stream from its events, upcasting old ones: the path for stale snapshots.
-pub(crate) async fn refold(client: &impl GenericClient, stream_id: &str) -> anyhow::Result<Aggregate> {
+pub(crate) async fn refold(
+    client: &impl GenericClient,
+    stream_id: &str,
+) -> anyhow::Result<Aggregate> {
     let rows = client
         .query(
             "select event_type, schema_version, data::text as data from events
@@ -128,7 +137,11 @@ pub(crate) async fn refold(client: &impl GenericClient, stream_id: &str) -> anyh
     let mut agg = None;
     for row in rows {
         let data: String = row.get("data");
-        let event = Event::decode(row.get("event_type"), row.get("schema_version"), serde_json::from_str(&data)?)?;
+        let event = Event::decode(
+            row.get("event_type"),
+            row.get("schema_version"),
+            serde_json::from_str(&data)?,
+        )?;
         agg = apply(agg, &event);
     }
     agg.with_context(|| format!("stream {stream_id} has no creation event"))
@@ -202,7 +215,10 @@ pub(crate) fn append_in_memory(
 }
 
 /// Inserts event rows in one statement; returns each row's global position, in row order.
-pub(crate) async fn insert_events(client: &impl GenericClient, rows: &[EventRow]) -> anyhow::Result<Vec<i64>> {
+pub(crate) async fn insert_events(
+    client: &impl GenericClient,
+    rows: &[EventRow],
+) -> anyhow::Result<Vec<i64>> {
     let ids: Vec<Uuid> = rows.iter().map(|r| r.event_id).collect();
     let streams: Vec<&str> = rows.iter().map(|r| r.stream_id.as_str()).collect();
     let versions: Vec<i64> = rows.iter().map(|r| r.stream_version).collect();
@@ -228,7 +244,17 @@ pub(crate) async fn insert_events(client: &impl GenericClient, rows: &[EventRow]
     let returned = client
         .query(
             &statement,
-            &[&ids, &streams, &versions, &types, &schema_versions, &data, &metadata, &recorded, &hashes],
+            &[
+                &ids,
+                &streams,
+                &versions,
+                &types,
+                &schema_versions,
+                &data,
+                &metadata,
+                &recorded,
+                &hashes,
+            ],
         )
         .await?;
     let by_id: HashMap<Uuid, i64> = returned.iter().map(|r| (r.get(0), r.get(1))).collect();
@@ -245,7 +271,12 @@ pub(crate) async fn upsert_streams(
     let mut cols = StreamColumns::default();
     for (id, entry) in world.streams.iter().filter(|(_, e)| e.changed) {
         let Some(agg) = &entry.agg else { continue };
-        cols.push(id, entry, agg, entry.last_row.map_or(entry.last_position, |r| positions[r]))?;
+        cols.push(
+            id,
+            entry,
+            agg,
+            entry.last_row.map_or(entry.last_position, |r| positions[r]),
+        )?;
     }
     if cols.ids.is_empty() {
         return Ok(());
@@ -272,8 +303,17 @@ pub(crate) async fn upsert_streams(
         .execute(
             &statement,
             &[
-                &cols.ids, &cols.kinds, &cols.versions, &cols.hashes, &cols.positions, &cols.owners,
-                &cols.uses, &cols.lifecycles, &cols.name_keys, &cols.paths, &SNAPSHOT_VERSION,
+                &cols.ids,
+                &cols.kinds,
+                &cols.versions,
+                &cols.hashes,
+                &cols.positions,
+                &cols.owners,
+                &cols.uses,
+                &cols.lifecycles,
+                &cols.name_keys,
+                &cols.paths,
+                &SNAPSHOT_VERSION,
                 &cols.snapshots,
             ],
         )
@@ -297,7 +337,13 @@ struct StreamColumns {
 }
 
 impl StreamColumns {
-    fn push(&mut self, id: &str, entry: &Entry, agg: &Aggregate, position: i64) -> anyhow::Result<()> {
+    fn push(
+        &mut self,
+        id: &str,
+        entry: &Entry,
+        agg: &Aggregate,
+        position: i64,
+    ) -> anyhow::Result<()> {
         self.ids.push(id.to_owned());
         self.kinds.push(agg.kind().as_str());
         self.versions.push(entry.version);
@@ -309,7 +355,8 @@ impl StreamColumns {
             _ => None,
         });
         self.lifecycles.push(agg.lifecycle.as_str());
-        self.name_keys.push(agg.as_tenant().map(|t| t.name.uniqueness_key()));
+        self.name_keys
+            .push(agg.as_tenant().map(|t| t.name.uniqueness_key()));
         self.paths.push(entry.scope_path.join(","));
         self.snapshots.push(serde_json::to_string(agg)?);
         Ok(())
@@ -335,5 +382,6 @@ pub(crate) fn stored_event(row: &Row) -> anyhow::Result<StoredEvent> {
 }
 
 /// The columns [`stored_event`] reads.
-pub(crate) const STORED_COLUMNS: &str = "position, tx, event_id, stream_id, stream_version, event_type, \
+pub(crate) const STORED_COLUMNS: &str =
+    "position, tx, event_id, stream_id, stream_version, event_type, \
      schema_version, data::text as data, metadata::text as metadata, recorded_at, hash";

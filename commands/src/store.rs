@@ -13,8 +13,17 @@ use crate::rows::{self, stored_event, Entry, World, STORED_COLUMNS};
 /// Builds a connection pool for `database_url`.
 pub fn pool(database_url: &str, max_size: usize) -> anyhow::Result<Pool> {
     let config: tokio_postgres::Config = database_url.parse().context("invalid DATABASE_URL")?;
-    let manager = Manager::from_config(config, NoTls, ManagerConfig { recycling_method: RecyclingMethod::Fast });
-    Pool::builder(manager).max_size(max_size).build().context("failed to build the pool")
+    let manager = Manager::from_config(
+        config,
+        NoTls,
+        ManagerConfig {
+            recycling_method: RecyclingMethod::Fast,
+        },
+    );
+    Pool::builder(manager)
+        .max_size(max_size)
+        .build()
+        .context("failed to build the pool")
 }
 
 /// Reads of the event store.
@@ -39,13 +48,22 @@ impl EventStore {
     /// transaction is older than the oldest transaction still running (the snapshot's xmin)
     /// means everything before the returned events is final: no later commit can land behind
     /// a checkpoint. A transaction that rolls back simply never appears, so it blocks nobody.
-    pub async fn read_after(&self, after: Checkpoint, limit: i64) -> anyhow::Result<Vec<StoredEvent>> {
+    pub async fn read_after(
+        &self,
+        after: Checkpoint,
+        limit: i64,
+    ) -> anyhow::Result<Vec<StoredEvent>> {
         let client = self.pool.get().await?;
         read_after(&client, after, limit).await
     }
 
     /// A stream's events from `from_version` (inclusive), oldest first.
-    pub async fn read_stream(&self, stream_id: &str, from_version: i64, limit: i64) -> anyhow::Result<Vec<StoredEvent>> {
+    pub async fn read_stream(
+        &self,
+        stream_id: &str,
+        from_version: i64,
+        limit: i64,
+    ) -> anyhow::Result<Vec<StoredEvent>> {
         let client = self.pool.get().await?;
         let rows = client
             .query(
@@ -62,8 +80,13 @@ impl EventStore {
     /// The checkpoint of the event at `position`, if it exists (for read-your-writes).
     pub async fn checkpoint_of(&self, position: i64) -> anyhow::Result<Option<Checkpoint>> {
         let client = self.pool.get().await?;
-        let row = client.query_opt("select tx from events where position = $1", &[&position]).await?;
-        Ok(row.map(|r| Checkpoint { tx: r.get(0), position }))
+        let row = client
+            .query_opt("select tx from events where position = $1", &[&position])
+            .await?;
+        Ok(row.map(|r| Checkpoint {
+            tx: r.get(0),
+            position,
+        }))
     }
 
     /// Records the user for (issuer, subject) unless it exists; returns its id. Concurrent
@@ -73,7 +96,10 @@ impl EventStore {
         let user_id = UserId::for_identity(issuer, subject);
         let mut client = self.pool.get().await?;
         let exists = client
-            .query_opt("select 1 from streams where stream_id = $1", &[&user_id.as_str()])
+            .query_opt(
+                "select 1 from streams where stream_id = $1",
+                &[&user_id.as_str()],
+            )
             .await?
             .is_some();
         if exists {
@@ -107,11 +133,22 @@ impl EventStore {
         let mut world = World::default();
         let mut entry = Entry::new_stream();
         let mut event_rows = Vec::new();
-        rows::append_in_memory(&mut entry, user_id.as_str(), &[event], &metadata, rows::now_micros(), &mut event_rows)?;
+        rows::append_in_memory(
+            &mut entry,
+            user_id.as_str(),
+            &[event],
+            &metadata,
+            rows::now_micros(),
+            &mut event_rows,
+        )?;
         world.streams.insert(user_id.to_string(), entry);
         let positions = rows::insert_events(&tx, &event_rows).await?;
         rows::upsert_streams(&tx, &world, &positions).await?;
-        tx.execute("select pg_notify('plinth_events', $1)", &[&positions[0].to_string()]).await?;
+        tx.execute(
+            "select pg_notify('plinth_events', $1)",
+            &[&positions[0].to_string()],
+        )
+        .await?;
         tx.commit().await?;
         Ok(user_id)
     }
@@ -144,7 +181,11 @@ impl EventStore {
                 if !same_stream {
                     prev_hash = hash::GENESIS.to_vec();
                 }
-                let expected_version = if same_stream { last.as_ref().map_or(1, |(_, v)| v + 1) } else { 1 };
+                let expected_version = if same_stream {
+                    last.as_ref().map_or(1, |(_, v)| v + 1)
+                } else {
+                    1
+                };
                 let recomputed = hash::chain(
                     &prev_hash,
                     &hash::Hashed {
@@ -158,7 +199,9 @@ impl EventStore {
                         recorded_at: event.recorded_at,
                     },
                 );
-                if event.stream_version != expected_version || recomputed.as_slice() != event.hash.as_slice() {
+                if event.stream_version != expected_version
+                    || recomputed.as_slice() != event.hash.as_slice()
+                {
                     return Ok(Err(ChainBreak {
                         event_id: event.event_id,
                         stream_id: event.stream_id,
@@ -175,7 +218,11 @@ impl EventStore {
 
     /// Folds one stream from its events (for temporal reads and checks): the state after the
     /// last event at or below `max_position`.
-    pub async fn fold_stream(&self, stream_id: &str, max_position: i64) -> anyhow::Result<Option<plinth_domain::Aggregate>> {
+    pub async fn fold_stream(
+        &self,
+        stream_id: &str,
+        max_position: i64,
+    ) -> anyhow::Result<Option<plinth_domain::Aggregate>> {
         let client = self.pool.get().await?;
         let rows = client
             .query(

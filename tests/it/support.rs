@@ -39,3 +39,95 @@ pub async fn test_db() -> TestDb {
     plinth_commands::migrate::run(&pool).await.expect("migrations");
     TestDb { url, name, pool }
 }
+
+/// The secret test apps sign development tokens with.
+pub const SECRET: &str = "test-secret";
+/// The platform administrator of test apps.
+pub const ADMIN: &str = "platform-admin";
+
+/// A running Plinth (HTTP) on a fresh database.
+pub struct TestApp {
+    pub base: String,
+    pub http: reqwest::Client,
+    pub db: TestDb,
+    pub app: plinth_api::app::RunningApp,
+}
+
+/// A response: status and JSON body (`Null` when the body is not JSON).
+#[derive(Debug)]
+pub struct Reply {
+    pub status: u16,
+    pub content_type: String,
+    pub body: serde_json::Value,
+}
+
+pub async fn spawn_app() -> TestApp {
+    let db = test_db().await;
+    let settings = plinth_api::settings::Settings::for_database(&db.url, SECRET, &[ADMIN]);
+    if std::env::var("PLINTH_TEST_LOG").is_ok() {
+        plinth_api::telemetry::init_tracing();
+    }
+    let app = plinth_api::app::spawn(settings).await.expect("app starts");
+    TestApp { base: format!("http://{}", app.address), http: reqwest::Client::new(), db, app }
+}
+
+impl TestApp {
+    /// A development token for `subject`.
+    pub fn token(&self, subject: &str) -> String {
+        plinth_api::auth::mint_dev_token(SECRET, subject, 3600).unwrap()
+    }
+
+    pub fn admin(&self) -> String {
+        self.token(ADMIN)
+    }
+
+    async fn reply(response: reqwest::Response) -> Reply {
+        let status = response.status().as_u16();
+        let content_type = response
+            .headers()
+            .get("content-type")
+            .map(|v| v.to_str().unwrap().to_owned())
+            .unwrap_or_default();
+        let bytes = response.bytes().await.unwrap();
+        let body = serde_json::from_slice(&bytes).unwrap_or(serde_json::Value::Null);
+        Reply { status, content_type, body }
+    }
+
+    /// `POST /v1/commands` with `{"type", "data"}`.
+    pub async fn command(&self, token: &str, command_type: &str, data: serde_json::Value) -> Reply {
+        self.post_raw(token, serde_json::json!({"type": command_type, "data": data}).to_string(), &[]).await
+    }
+
+    /// A command that must succeed; returns its stream id.
+    pub async fn ok(&self, token: &str, command_type: &str, data: serde_json::Value) -> String {
+        let reply = self.command(token, command_type, data).await;
+        assert_eq!(reply.status, 201, "{command_type}: {reply:?}");
+        reply.body["stream_id"].as_str().unwrap().to_owned()
+    }
+
+    /// `POST /v1/commands` with any body and extra headers.
+    pub async fn post_raw(&self, token: &str, body: String, headers: &[(&str, &str)]) -> Reply {
+        let mut request = self
+            .http
+            .post(format!("{}/v1/commands", self.base))
+            .bearer_auth(token)
+            .header("content-type", "application/json")
+            .body(body);
+        for (name, value) in headers {
+            request = request.header(*name, *value);
+        }
+        Self::reply(request.send().await.unwrap()).await
+    }
+
+    pub async fn get(&self, token: &str, path: &str) -> Reply {
+        let response = self.http.get(format!("{}{path}", self.base)).bearer_auth(token).send().await.unwrap();
+        Self::reply(response).await
+    }
+
+    /// Records a user by its first request; returns its id.
+    pub async fn user(&self, subject: &str) -> String {
+        let me = self.get(&self.token(subject), "/v1/me").await;
+        assert_eq!(me.status, 200, "{me:?}");
+        me.body["id"].as_str().unwrap().to_owned()
+    }
+}

@@ -1,0 +1,159 @@
+//! Building and running the HTTP application. Lives in the library so tests and benchmarks
+//! start exactly what `plinth serve` starts.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use axum::extract::DefaultBodyLimit;
+use axum::http::{header, StatusCode};
+use axum::response::Response;
+use axum::routing::{get, post};
+use axum::Router;
+use tokio::net::TcpListener;
+use tower_http::timeout::TimeoutLayer;
+
+use plinth_commands::{CommandBus, EventStore};
+
+use crate::auth::{KnownUsers, Verifier};
+use crate::error::problem;
+use crate::routes;
+use crate::settings::Settings;
+use crate::state::AppState;
+
+/// Request bodies above this are refused with 413.
+pub const BODY_LIMIT: usize = 1024 * 1024;
+
+/// Connects, migrates and assembles the state. Fails fast if PostgreSQL is unreachable.
+pub async fn build_state(settings: Settings) -> anyhow::Result<AppState> {
+    let url = settings
+        .database_url
+        .clone()
+        .context("DATABASE_URL is not set")?;
+    let pool = plinth_commands::pool(&url, settings.db_pool_size)?;
+    let applied = plinth_commands::migrate::run(&pool).await?;
+    if applied > 0 {
+        tracing::info!(applied, "applied migrations");
+    }
+    if settings.jwt_secret.is_none() && settings.jwks_file.is_none() {
+        anyhow::bail!("no way to verify tokens: set PLINTH_JWT_SECRET or PLINTH_JWKS_FILE");
+    }
+    let verifier = Verifier::new(
+        settings.jwt_secret.as_deref(),
+        settings.jwks_file.as_deref(),
+    )?;
+    Ok(AppState {
+        bus: CommandBus::start(pool.clone(), settings.writers),
+        store: EventStore::new(pool.clone()),
+        settings: Arc::new(settings),
+        pool,
+        verifier,
+        known_users: KnownUsers::default(),
+    })
+}
+
+/// The router with every route and layer.
+pub fn router(state: AppState) -> Router {
+    let timeout = Duration::from_secs(state.settings.request_timeout_secs);
+    Router::new()
+        .route("/v1/commands", post(routes::commands::submit))
+        .route("/v1/me", get(routes::me::me))
+        .merge(routes::queries::router())
+        .route("/healthz", get(routes::ops::healthz))
+        .route("/readyz", get(routes::ops::readyz))
+        .route("/metrics", get(routes::ops::metrics))
+        .fallback(|| async { problem(StatusCode::NOT_FOUND, "not-found", "no such route") })
+        .layer(axum::middleware::map_response(problem_for_plain_errors))
+        .layer(TimeoutLayer::with_status_code(
+            StatusCode::REQUEST_TIMEOUT,
+            timeout,
+        ))
+        .layer(DefaultBodyLimit::max(BODY_LIMIT))
+        .with_state(state)
+}
+
+/// Errors produced by axum itself (413 from the body limit, 405, 408 from the timeout) come
+/// as plain text; clients get problem+json for every error.
+async fn problem_for_plain_errors(response: Response) -> Response {
+    let status = response.status();
+    let is_problem = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes().starts_with(b"application/problem+json"));
+    if !(status.is_client_error() || status.is_server_error()) || is_problem {
+        return response;
+    }
+    let detail = match axum::body::to_bytes(response.into_body(), 4096).await {
+        Ok(bytes) if !bytes.is_empty() => String::from_utf8_lossy(&bytes).into_owned(),
+        _ => status.canonical_reason().unwrap_or("error").to_owned(),
+    };
+    let code = match status {
+        StatusCode::PAYLOAD_TOO_LARGE => "too-large",
+        StatusCode::METHOD_NOT_ALLOWED => "method-not-allowed",
+        StatusCode::REQUEST_TIMEOUT => "timeout",
+        StatusCode::UNSUPPORTED_MEDIA_TYPE => "unsupported-media-type",
+        _ if status.is_server_error() => "internal",
+        _ => "bad-request",
+    };
+    problem(status, code, &detail)
+}
+
+/// A running server (for tests and benchmarks).
+#[derive(Debug)]
+pub struct RunningApp {
+    pub address: std::net::SocketAddr,
+    pub state: AppState,
+    pub handle: tokio::task::JoinHandle<()>,
+}
+
+/// Binds `settings.listen` (port 0 picks a free one) and serves in the background.
+pub async fn spawn(settings: Settings) -> anyhow::Result<RunningApp> {
+    let listen = settings.listen;
+    let state = build_state(settings).await?;
+    let listener = TcpListener::bind(listen)
+        .await
+        .with_context(|| format!("failed to bind {listen}"))?;
+    let address = listener.local_addr()?;
+    let app = router(state.clone());
+    let handle = tokio::spawn(async move {
+        if let Err(e) = axum::serve(listener, app).await {
+            tracing::error!(error = %e, "server stopped");
+        }
+    });
+    Ok(RunningApp {
+        address,
+        state,
+        handle,
+    })
+}
+
+/// Serves until Ctrl-C or SIGTERM, then drains in-flight requests.
+pub async fn serve_until_shutdown(state: AppState, listener: TcpListener) -> anyhow::Result<()> {
+    axum::serve(listener, router(state))
+        .with_graceful_shutdown(shutdown_signal())
+        .await?;
+    Ok(())
+}
+
+/// Resolves on Ctrl-C or SIGTERM.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = terminate => {},
+    }
+    tracing::info!("shutting down");
+}

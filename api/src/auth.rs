@@ -1,0 +1,187 @@
+//! Bearer-token authentication: HS256 development tokens signed with `PLINTH_JWT_SECRET`, and
+//! RS256/ES256 tokens verified against a JWKS file in production. The first authenticated
+//! request of an (issuer, subject) pair records the user.
+
+use std::collections::HashSet;
+use std::sync::{Arc, RwLock};
+
+use anyhow::Context as _;
+use axum::extract::FromRequestParts;
+use axum::http::request::Parts;
+use jsonwebtoken::jwk::JwkSet;
+use jsonwebtoken::{
+    decode, decode_header, Algorithm, DecodingKey, EncodingKey, Header, Validation,
+};
+use serde::{Deserialize, Serialize};
+
+use plinth_domain::{Actor, UserId};
+
+use crate::error::ApiError;
+use crate::state::AppState;
+
+/// The issuer of development tokens minted by `plinth token`.
+pub const DEV_ISSUER: &str = "plinth-dev";
+
+#[derive(Debug, Serialize, Deserialize)]
+pub struct Claims {
+    pub sub: String,
+    #[serde(default)]
+    pub iss: Option<String>,
+    pub exp: u64,
+    #[serde(default)]
+    pub iat: Option<u64>,
+}
+
+/// Checks tokens. Holds keys only; never logs them.
+#[derive(Clone)]
+pub struct Verifier {
+    hs256: Option<DecodingKey>,
+    jwks: Option<Arc<JwkSet>>,
+}
+
+impl std::fmt::Debug for Verifier {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Verifier")
+            .field("hs256", &self.hs256.is_some())
+            .field("jwks_keys", &self.jwks.as_ref().map(|j| j.keys.len()))
+            .finish()
+    }
+}
+
+impl Verifier {
+    pub fn new(secret: Option<&str>, jwks_file: Option<&std::path::Path>) -> anyhow::Result<Self> {
+        let jwks = match jwks_file {
+            Some(path) => {
+                let text = std::fs::read_to_string(path)
+                    .with_context(|| format!("failed to read JWKS {}", path.display()))?;
+                Some(Arc::new(
+                    serde_json::from_str(&text).context("invalid JWKS file")?,
+                ))
+            }
+            None => None,
+        };
+        Ok(Self {
+            hs256: secret.map(|s| DecodingKey::from_secret(s.as_bytes())),
+            jwks,
+        })
+    }
+
+    /// Verifies a token and returns its claims.
+    pub fn verify(&self, token: &str) -> Result<Claims, String> {
+        let header = decode_header(token).map_err(|e| format!("malformed token: {e}"))?;
+        let (key, alg) = match header.alg {
+            Algorithm::HS256 => (
+                self.hs256
+                    .clone()
+                    .ok_or("HS256 tokens are not accepted here")?,
+                Algorithm::HS256,
+            ),
+            alg @ (Algorithm::RS256 | Algorithm::ES256) => {
+                let jwks = self.jwks.as_ref().ok_or("no JWKS is configured")?;
+                let kid = header.kid.as_deref().ok_or("token has no `kid`")?;
+                let jwk = jwks
+                    .find(kid)
+                    .ok_or_else(|| format!("unknown key id `{kid}`"))?;
+                (
+                    DecodingKey::from_jwk(jwk).map_err(|e| format!("unusable key `{kid}`: {e}"))?,
+                    alg,
+                )
+            }
+            other => return Err(format!("algorithm {other:?} is not accepted")),
+        };
+        let mut validation = Validation::new(alg);
+        validation.validate_aud = false;
+        validation.set_required_spec_claims(&["exp", "sub"]);
+        decode::<Claims>(token, &key, &validation)
+            .map(|d| d.claims)
+            .map_err(|e| format!("invalid token: {e}"))
+    }
+}
+
+/// Mints a development token (HS256) for `subject`, valid for `ttl_secs`.
+pub fn mint_dev_token(secret: &str, subject: &str, ttl_secs: u64) -> anyhow::Result<String> {
+    let now = chrono::Utc::now().timestamp() as u64;
+    let claims = Claims {
+        sub: subject.to_owned(),
+        iss: Some(DEV_ISSUER.to_owned()),
+        exp: now + ttl_secs,
+        iat: Some(now),
+    };
+    Ok(jsonwebtoken::encode(
+        &Header::new(Algorithm::HS256),
+        &claims,
+        &EncodingKey::from_secret(secret.as_bytes()),
+    )?)
+}
+
+/// Users known to exist, so that only a user's first request pays for recording it.
+#[derive(Debug, Default, Clone)]
+pub struct KnownUsers(Arc<RwLock<HashSet<UserId>>>);
+
+/// The authenticated caller of a request.
+#[derive(Debug, Clone)]
+pub struct Caller {
+    pub actor: Actor,
+    pub issuer: String,
+    pub subject: String,
+}
+
+impl FromRequestParts<AppState> for Caller {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
+        let header = parts
+            .headers
+            .get(axum::http::header::AUTHORIZATION)
+            .ok_or_else(|| {
+                ApiError::Unauthenticated("missing `Authorization: Bearer <token>`".into())
+            })?;
+        let token = header
+            .to_str()
+            .ok()
+            .and_then(|h| h.strip_prefix("Bearer "))
+            .ok_or_else(|| {
+                ApiError::Unauthenticated("expected `Authorization: Bearer <token>`".into())
+            })?;
+        let claims = state
+            .verifier
+            .verify(token.trim())
+            .map_err(ApiError::Unauthenticated)?;
+        let issuer = claims.iss.unwrap_or_default();
+        let user_id = UserId::for_identity(&issuer, &claims.sub);
+        let known = state
+            .known_users
+            .0
+            .read()
+            .expect("not poisoned")
+            .contains(&user_id);
+        if !known {
+            state
+                .store
+                .ensure_user(&issuer, &claims.sub)
+                .await
+                .map_err(|e| ApiError::Unavailable {
+                    detail: format!("could not record the user: {e}"),
+                    retry_after_secs: 1,
+                })?;
+            state
+                .known_users
+                .0
+                .write()
+                .expect("not poisoned")
+                .insert(user_id.clone());
+        }
+        let platform_admin = state.settings.platform_admins.contains(&claims.sub);
+        Ok(Caller {
+            actor: Actor {
+                user_id,
+                platform_admin,
+            },
+            issuer,
+            subject: claims.sub,
+        })
+    }
+}

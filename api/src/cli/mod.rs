@@ -1,0 +1,119 @@
+//! The `plinth` command line: serve, migrate, token, replay, audit, relay, republish, consume,
+//! bench.
+
+mod audit;
+mod bench_append;
+mod dev;
+mod read_cmds;
+mod relay_cmds;
+mod serve;
+
+use clap::{Parser, Subcommand};
+
+use crate::settings::Settings;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "plinth",
+    version,
+    about = "Event-sourced foundation for an infrastructure platform"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Commands,
+}
+
+#[derive(Debug, Subcommand)]
+enum Commands {
+    /// Apply migrations, then serve the API and run the projectors and the Kafka relay.
+    Serve {
+        #[command(flatten)]
+        settings: Settings,
+        /// Development mode: find or start PostgreSQL, make up a secret, print a token.
+        #[arg(long)]
+        dev: bool,
+    },
+    /// Apply pending migrations and exit.
+    Migrate {
+        #[arg(long, env = "DATABASE_URL")]
+        database_url: String,
+    },
+    /// Mint a development token (HS256, signed with PLINTH_JWT_SECRET).
+    Token {
+        #[arg(long)]
+        subject: String,
+        #[arg(long, env = "PLINTH_JWT_SECRET", hide_env_values = true)]
+        secret: String,
+        /// Lifetime in seconds.
+        #[arg(long, default_value_t = 24 * 3600)]
+        ttl: u64,
+    },
+    /// Rebuild read models from the event log.
+    Replay(read_cmds::ReplayArgs),
+    /// Audit the event log.
+    Audit {
+        #[command(subcommand)]
+        command: audit::AuditCommand,
+    },
+    /// Run the Kafka relay alone.
+    Relay(relay_cmds::RelayArgs),
+    /// Re-send a range of the log to Kafka without touching the live checkpoint.
+    Republish(relay_cmds::RepublishArgs),
+    /// Example consumer: read a topic in a consumer group, committing after processing.
+    Consume(relay_cmds::ConsumeArgs),
+    /// Benchmarks, each against a baseline measured in the same run.
+    Bench {
+        #[command(subcommand)]
+        command: BenchCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum BenchCommand {
+    /// HTTP command throughput vs raw one-transaction-per-event inserts.
+    Append(bench_append::BenchAppendArgs),
+    /// Read-model rebuild rate and access-check latency.
+    Rebuild(read_cmds::BenchRebuildArgs),
+    /// Relay throughput and command-to-Kafka latency.
+    Relay(relay_cmds::BenchRelayArgs),
+}
+
+/// Entry point of the binary.
+pub fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    crate::telemetry::init_tracing();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(run(cli.command))
+}
+
+async fn run(command: Commands) -> anyhow::Result<()> {
+    match command {
+        Commands::Serve { settings, dev } => serve::serve(settings, dev).await,
+        Commands::Migrate { database_url } => {
+            let pool = plinth_commands::pool(&database_url, 2)?;
+            let applied = plinth_commands::migrate::run(&pool).await?;
+            println!("applied {applied} migration(s)");
+            Ok(())
+        }
+        Commands::Token {
+            subject,
+            secret,
+            ttl,
+        } => {
+            println!("{}", crate::auth::mint_dev_token(&secret, &subject, ttl)?);
+            Ok(())
+        }
+        Commands::Replay(args) => read_cmds::replay(args).await,
+        Commands::Audit { command } => audit::run(command).await,
+        Commands::Relay(args) => relay_cmds::relay(args).await,
+        Commands::Republish(args) => relay_cmds::republish(args).await,
+        Commands::Consume(args) => relay_cmds::consume(args).await,
+        Commands::Bench { command } => match command {
+            BenchCommand::Append(args) => bench_append::run(args).await,
+            BenchCommand::Rebuild(args) => read_cmds::bench_rebuild(args).await,
+            BenchCommand::Relay(args) => relay_cmds::bench_relay(args).await,
+        },
+    }
+}

@@ -1,0 +1,112 @@
+//! The API's one error type, rendered as RFC 9457 `application/problem+json`.
+
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use serde_json::json;
+
+use plinth_commands::CommandError;
+
+/// Every way a request can fail. Each variant's doc names its status.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    /// 400: malformed JSON, unknown fields, invalid ids or values.
+    #[error("{0}")]
+    BadRequest(String),
+    /// 401: no bearer token, or one that does not verify.
+    #[error("{0}")]
+    Unauthenticated(String),
+    /// 413: the body exceeds the limit.
+    #[error("the request body exceeds {0} bytes")]
+    TooLarge(usize),
+    /// 503 with Retry-After: a read could not catch up in time, or a dependency is down.
+    #[error("{detail}")]
+    Unavailable {
+        detail: String,
+        retry_after_secs: u32,
+    },
+    /// 403, 404, 409 or 422 from the write side, or 5xx for its failures.
+    #[error(transparent)]
+    Command(#[from] CommandError),
+    /// 404 for reads.
+    #[error("{0}")]
+    NotFound(String),
+    /// 403 for reads.
+    #[error("{0}")]
+    Forbidden(String),
+    /// 500: logged in full, answered with a generic body.
+    #[error(transparent)]
+    Internal(#[from] anyhow::Error),
+}
+
+impl ApiError {
+    fn parts(&self) -> (StatusCode, &'static str, String) {
+        let status =
+            |code: u16| StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        match self {
+            Self::BadRequest(d) => (StatusCode::BAD_REQUEST, "bad-request", d.clone()),
+            Self::Unauthenticated(d) => (StatusCode::UNAUTHORIZED, "unauthenticated", d.clone()),
+            Self::TooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, "too-large", self.to_string()),
+            Self::Unavailable { detail, .. } => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "unavailable",
+                detail.clone(),
+            ),
+            Self::NotFound(d) => (StatusCode::NOT_FOUND, "not-found", d.clone()),
+            Self::Forbidden(d) => (StatusCode::FORBIDDEN, "forbidden", d.clone()),
+            Self::Command(CommandError::Domain(e)) => (status(e.status()), e.code(), e.to_string()),
+            Self::Command(CommandError::VersionConflict { .. }) => {
+                (StatusCode::CONFLICT, "version-conflict", self.to_string())
+            }
+            Self::Command(CommandError::IdempotencyKeyReused { .. }) => (
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "idempotency-key-reused",
+                self.to_string(),
+            ),
+            Self::Command(CommandError::Unavailable(_)) => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "unavailable",
+                "the event store is unavailable".into(),
+            ),
+            Self::Command(CommandError::Internal(_)) | Self::Internal(_) => (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "internal",
+                "internal error; it has been logged".into(),
+            ),
+        }
+    }
+}
+
+/// Renders a problem document.
+pub fn problem(status: StatusCode, code: &str, detail: &str) -> Response {
+    let body = json!({
+        "type": format!("urn:plinth:problem:{code}"),
+        "title": status.canonical_reason().unwrap_or("Error"),
+        "status": status.as_u16(),
+        "detail": detail,
+    });
+    let mut response = (status, axum::Json(body)).into_response();
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/problem+json"),
+    );
+    response
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let (status, code, detail) = self.parts();
+        if status.is_server_error() {
+            tracing::error!(error = ?self, "request failed");
+        }
+        let mut response = problem(status, code, &detail);
+        if let Self::Unavailable {
+            retry_after_secs, ..
+        } = &self
+        {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(*retry_after_secs));
+        }
+        response
+    }
+}

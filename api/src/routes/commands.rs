@@ -1,0 +1,108 @@
+//! `POST /v1/commands`: submit a command.
+
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde::Deserialize;
+use sha2::{Digest, Sha256};
+use uuid::Uuid;
+
+use plinth_commands::{IdempotencyKey, Submission};
+use plinth_domain::Command;
+
+use crate::auth::Caller;
+use crate::error::ApiError;
+use crate::state::AppState;
+
+/// The request body.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Envelope {
+    #[serde(rename = "type")]
+    command_type: String,
+    #[serde(default)]
+    data: serde_json::Value,
+    #[serde(default)]
+    expected_version: Option<i64>,
+}
+
+pub(crate) async fn submit(
+    State(state): State<AppState>,
+    caller: Caller,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let envelope: Envelope = serde_json::from_slice(&body)
+        .map_err(|e| ApiError::BadRequest(format!("invalid command envelope: {e}")))?;
+    if envelope.expected_version.is_some_and(|v| v < 0) {
+        return Err(ApiError::BadRequest("expected_version must be ≥ 0".into()));
+    }
+    let data = if envelope.data.is_null() {
+        serde_json::json!({})
+    } else {
+        envelope.data
+    };
+    // Canonical form (keys sorted) so that the same request always hashes the same.
+    let canonical = serde_json::json!({
+        "type": envelope.command_type,
+        "data": data,
+        "expected_version": envelope.expected_version,
+    });
+    let command = Command::parse(&envelope.command_type, data).map_err(|e| {
+        ApiError::BadRequest(format!("invalid {} command: {e}", envelope.command_type))
+    })?;
+
+    let idempotency = idempotency_key(&headers)?.map(|key| IdempotencyKey {
+        key,
+        request_hash: Sha256::digest(canonical.to_string().as_bytes()).to_vec(),
+    });
+    let command_id = Uuid::now_v7();
+    let submission = Submission {
+        actor: caller.actor,
+        command,
+        expected_version: envelope.expected_version,
+        idempotency,
+        command_id,
+        correlation_id: uuid_header(&headers, "x-correlation-id")?.unwrap_or(command_id),
+        causation_id: uuid_header(&headers, "x-causation-id")?,
+        traceparent: text_header(&headers, "traceparent", 128)?,
+    };
+    let (outcome, replayed) = state.bus.submit(submission).await?;
+    let status = if replayed {
+        StatusCode::OK
+    } else {
+        StatusCode::CREATED
+    };
+    Ok((status, Json(outcome)).into_response())
+}
+
+fn text_header(headers: &HeaderMap, name: &str, max: usize) -> Result<Option<String>, ApiError> {
+    match headers.get(name) {
+        None => Ok(None),
+        Some(v) => {
+            let s = v
+                .to_str()
+                .map_err(|_| ApiError::BadRequest(format!("{name} must be visible ASCII")))?;
+            if s.is_empty() || s.len() > max {
+                return Err(ApiError::BadRequest(format!(
+                    "{name} must be 1 to {max} characters"
+                )));
+            }
+            Ok(Some(s.to_owned()))
+        }
+    }
+}
+
+fn uuid_header(headers: &HeaderMap, name: &str) -> Result<Option<Uuid>, ApiError> {
+    text_header(headers, name, 64)?
+        .map(|s| {
+            Uuid::parse_str(&s).map_err(|_| ApiError::BadRequest(format!("{name} must be a UUID")))
+        })
+        .transpose()
+}
+
+fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
+    text_header(headers, "idempotency-key", 255)
+}

@@ -1,0 +1,6 @@
+//! HTTP routes, one module per area.
+
+pub(crate) mod commands;
+pub(crate) mod me;
+pub(crate) mod ops;
+pub(crate) mod queries;

@@ -1,0 +1,79 @@
+//! `plinth serve` settings: each a flag and an environment variable.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+/// Settings of the server. Secrets are never printed (see the `Debug` impl).
+#[derive(Clone, clap::Args)]
+pub struct Settings {
+    /// PostgreSQL connection string. With `--dev` and unset, a local server or a private
+    /// cluster under `.plinth/` is used.
+    #[arg(long, env = "DATABASE_URL")]
+    pub database_url: Option<String>,
+    /// Address the HTTP API listens on.
+    #[arg(long, env = "PLINTH_LISTEN", default_value = "127.0.0.1:8080")]
+    pub listen: SocketAddr,
+    /// HS256 secret for development tokens (`plinth token`).
+    #[arg(long, env = "PLINTH_JWT_SECRET", hide_env_values = true)]
+    pub jwt_secret: Option<String>,
+    /// JWKS file with the RS256/ES256 keys that production tokens are verified against.
+    #[arg(long, env = "PLINTH_JWKS_FILE")]
+    pub jwks_file: Option<PathBuf>,
+    /// Comma-separated token subjects that are platform administrators.
+    #[arg(
+        long,
+        env = "PLINTH_PLATFORM_ADMINS",
+        value_delimiter = ',',
+        default_value = ""
+    )]
+    pub platform_admins: Vec<String>,
+    /// Kafka bootstrap servers; unset: nothing is published, events wait in the store.
+    #[arg(long, env = "PLINTH_KAFKA_BROKERS")]
+    pub kafka_brokers: Option<String>,
+    /// Prefix of the Kafka topics (`<prefix>.tenants`, …).
+    #[arg(long, env = "PLINTH_KAFKA_TOPIC_PREFIX", default_value = "plinth")]
+    pub kafka_topic_prefix: String,
+    /// Largest PostgreSQL connection pool.
+    #[arg(long, env = "PLINTH_DB_POOL_SIZE", default_value_t = 16)]
+    pub db_pool_size: usize,
+    /// Group-commit writer tasks (each commits one batch at a time).
+    #[arg(long, env = "PLINTH_WRITERS", default_value_t = 2)]
+    pub writers: usize,
+    /// Seconds before a request is answered with 408.
+    #[arg(long, env = "PLINTH_REQUEST_TIMEOUT_SECS", default_value_t = 30)]
+    pub request_timeout_secs: u64,
+}
+
+impl std::fmt::Debug for Settings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Settings")
+            .field("database_url", &self.database_url.as_ref().map(|_| "<set>"))
+            .field("listen", &self.listen)
+            .field("jwt_secret", &self.jwt_secret.as_ref().map(|_| "<set>"))
+            .field("jwks_file", &self.jwks_file)
+            .field("platform_admins", &self.platform_admins)
+            .field("kafka_brokers", &self.kafka_brokers)
+            .field("kafka_topic_prefix", &self.kafka_topic_prefix)
+            .field("db_pool_size", &self.db_pool_size)
+            .field("writers", &self.writers)
+            .finish()
+    }
+}
+
+impl Settings {
+    /// Settings for tests and benchmarks: everything explicit, nothing from the environment.
+    pub fn for_database(database_url: &str, jwt_secret: &str, platform_admins: &[&str]) -> Self {
+        Self {
+            database_url: Some(database_url.to_owned()),
+            listen: "127.0.0.1:0".parse().expect("valid"),
+            jwt_secret: Some(jwt_secret.to_owned()),
+            jwks_file: None,
+            platform_admins: platform_admins.iter().map(|s| s.to_string()).collect(),
+            kafka_brokers: None,
+            kafka_topic_prefix: "plinth".into(),
+            db_pool_size: 16,
+            writers: 2,
+            request_timeout_secs: 30,
+        }
+    }
+}
