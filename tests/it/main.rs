@@ -1,6 +1,11 @@
 //! End-to-end tests against real PostgreSQL (and, for the relay, a real Kafka-protocol broker).
 //! One binary, one module per topic.
 
+// Test modules are private to this binary; `pub` inside them only shares helpers.
+#![allow(unreachable_pub)]
+
+// Shared helpers: not every test module uses every one.
+#[allow(dead_code)]
 mod support;
 
 mod commands_api;

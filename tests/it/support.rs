@@ -31,12 +31,17 @@ pub async fn test_db() -> TestDb {
         .await
         .expect("PostgreSQL must be running: run scripts/test, which starts it");
     tokio::spawn(connection);
-    client.batch_execute(&format!("create database {name}")).await.expect("create database");
+    client
+        .batch_execute(&format!("create database {name}"))
+        .await
+        .expect("create database");
     let mut config: tokio_postgres::Config = admin_url().parse().unwrap();
     config.dbname(&name);
     let url = format!("{}/{name}", admin_url().rsplit_once('/').unwrap().0);
     let pool = plinth_commands::pool(&url, 16).unwrap();
-    plinth_commands::migrate::run(&pool).await.expect("migrations");
+    plinth_commands::migrate::run(&pool)
+        .await
+        .expect("migrations");
     TestDb { url, name, pool }
 }
 
@@ -68,7 +73,12 @@ pub async fn spawn_app() -> TestApp {
         plinth_api::telemetry::init_tracing();
     }
     let app = plinth_api::app::spawn(settings).await.expect("app starts");
-    TestApp { base: format!("http://{}", app.address), http: reqwest::Client::new(), db, app }
+    TestApp {
+        base: format!("http://{}", app.address),
+        http: reqwest::Client::new(),
+        db,
+        app,
+    }
 }
 
 impl TestApp {
@@ -90,12 +100,21 @@ impl TestApp {
             .unwrap_or_default();
         let bytes = response.bytes().await.unwrap();
         let body = serde_json::from_slice(&bytes).unwrap_or(serde_json::Value::Null);
-        Reply { status, content_type, body }
+        Reply {
+            status,
+            content_type,
+            body,
+        }
     }
 
     /// `POST /v1/commands` with `{"type", "data"}`.
     pub async fn command(&self, token: &str, command_type: &str, data: serde_json::Value) -> Reply {
-        self.post_raw(token, serde_json::json!({"type": command_type, "data": data}).to_string(), &[]).await
+        self.post_raw(
+            token,
+            serde_json::json!({"type": command_type, "data": data}).to_string(),
+            &[],
+        )
+        .await
     }
 
     /// A command that must succeed; returns its stream id.
@@ -120,7 +139,13 @@ impl TestApp {
     }
 
     pub async fn get(&self, token: &str, path: &str) -> Reply {
-        let response = self.http.get(format!("{}{path}", self.base)).bearer_auth(token).send().await.unwrap();
+        let response = self
+            .http
+            .get(format!("{}{path}", self.base))
+            .bearer_auth(token)
+            .send()
+            .await
+            .unwrap();
         Self::reply(response).await
     }
 
