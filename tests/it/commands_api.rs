@@ -6,14 +6,21 @@ use crate::support::{spawn_app, test_db, TestApp};
 
 async fn event_count(app: &TestApp) -> i64 {
     let client = app.db.pool.get().await.unwrap();
-    client.query_one("select count(*) from events", &[]).await.unwrap().get(0)
+    client
+        .query_one("select count(*) from events", &[])
+        .await
+        .unwrap()
+        .get(0)
 }
 
 fn assert_problem(reply: &crate::support::Reply, status: u16) {
     assert_eq!(reply.status, status, "{reply:?}");
     assert_eq!(reply.content_type, "application/problem+json", "{reply:?}");
     assert_eq!(reply.body["status"], status);
-    assert!(reply.body["type"].as_str().unwrap().starts_with("urn:plinth:problem:"));
+    assert!(reply.body["type"]
+        .as_str()
+        .unwrap()
+        .starts_with("urn:plinth:problem:"));
     assert!(reply.body["detail"].is_string());
 }
 
@@ -27,14 +34,22 @@ async fn me_records_the_user_once_with_a_deterministic_id() {
     assert_eq!(first.body["id"], second.body["id"]);
     assert_eq!(first.body["subject"], "alice");
     assert_eq!(first.body["issuer"], "plinth-dev");
-    assert_eq!(first.body["id"], plinth_domain::UserId::for_identity("plinth-dev", "alice").to_string());
+    assert_eq!(
+        first.body["id"],
+        plinth_domain::UserId::for_identity("plinth-dev", "alice").to_string()
+    );
     assert_eq!(event_count(&app).await, 1, "exactly one UserCreated");
 }
 
 #[tokio::test]
 async fn requests_without_a_valid_token_are_401() {
     let app = spawn_app().await;
-    let none = app.http.get(format!("{}/v1/me", app.base)).send().await.unwrap();
+    let none = app
+        .http
+        .get(format!("{}/v1/me", app.base))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(none.status(), 401);
     assert_eq!(none.headers()["content-type"], "application/problem+json");
     assert_problem(&app.get("not-a-jwt", "/v1/me").await, 401);
@@ -46,7 +61,11 @@ async fn requests_without_a_valid_token_are_401() {
         jsonwebtoken::encode(&jsonwebtoken::Header::default(), &claims, &key).unwrap()
     };
     assert_problem(&app.get(&expired, "/v1/me").await, 401);
-    assert_eq!(event_count(&app).await, 0, "no user recorded for failed authentication");
+    assert_eq!(
+        event_count(&app).await,
+        0,
+        "no user recorded for failed authentication"
+    );
 }
 
 #[tokio::test]
@@ -61,22 +80,39 @@ async fn es256_tokens_verify_against_the_jwks_file() {
     let mut header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::ES256);
     header.kid = Some("test-es256".into());
     let claims = json!({"sub": "svc-lb", "iss": "https://idp.example", "exp": chrono::Utc::now().timestamp() + 600});
-    let token = jsonwebtoken::encode(&header, &claims, &jsonwebtoken::EncodingKey::from_ec_pem(&pem).unwrap()).unwrap();
+    let token = jsonwebtoken::encode(
+        &header,
+        &claims,
+        &jsonwebtoken::EncodingKey::from_ec_pem(&pem).unwrap(),
+    )
+    .unwrap();
     let http = reqwest::Client::new();
-    let me = http.get(format!("http://{}/v1/me", running.address)).bearer_auth(&token).send().await.unwrap();
+    let me = http
+        .get(format!("http://{}/v1/me", running.address))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(me.status(), 200);
     let body: serde_json::Value = me.json().await.unwrap();
     assert_eq!(body["issuer"], "https://idp.example");
     // HS256 is off when only a JWKS is configured.
     let dev = plinth_api::auth::mint_dev_token("unused", "x", 60).unwrap();
-    let denied = http.get(format!("http://{}/v1/me", running.address)).bearer_auth(&dev).send().await.unwrap();
+    let denied = http
+        .get(format!("http://{}/v1/me", running.address))
+        .bearer_auth(&dev)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(denied.status(), 401);
 }
 
 #[tokio::test]
 async fn a_command_returns_its_events_and_positions() {
     let app = spawn_app().await;
-    let reply = app.command(&app.admin(), "CreateTenant", json!({"name": "Sarah Corp"})).await;
+    let reply = app
+        .command(&app.admin(), "CreateTenant", json!({"name": "Sarah Corp"}))
+        .await;
     assert_eq!(reply.status, 201, "{reply:?}");
     let body = &reply.body;
     assert!(body["stream_id"].as_str().unwrap().starts_with("tnntten-"));
@@ -133,18 +169,28 @@ async fn an_idempotency_key_replays_the_first_result_and_appends_nothing() {
     let app = spawn_app().await;
     let admin = app.admin();
     let body = json!({"type": "CreateTenant", "data": {"name": "Nicole Corp"}}).to_string();
-    let first = app.post_raw(&admin, body.clone(), &[("Idempotency-Key", "k-1")]).await;
+    let first = app
+        .post_raw(&admin, body.clone(), &[("Idempotency-Key", "k-1")])
+        .await;
     assert_eq!(first.status, 201);
     let events = event_count(&app).await;
-    let again = app.post_raw(&admin, body.clone(), &[("Idempotency-Key", "k-1")]).await;
+    let again = app
+        .post_raw(&admin, body.clone(), &[("Idempotency-Key", "k-1")])
+        .await;
     assert_eq!(again.status, 200);
     assert_eq!(again.body, first.body);
     assert_eq!(event_count(&app).await, events);
     // Same key, different request: refused.
     let other = json!({"type": "CreateTenant", "data": {"name": "Freckle Corp"}}).to_string();
-    assert_problem(&app.post_raw(&admin, other, &[("Idempotency-Key", "k-1")]).await, 422);
+    assert_problem(
+        &app.post_raw(&admin, other, &[("Idempotency-Key", "k-1")])
+            .await,
+        422,
+    );
     // Keys are per user: another user may use the same key.
-    let other_user = app.command(&app.token("bob"), "CreateTenant", json!({"name": "x"})).await;
+    let other_user = app
+        .command(&app.token("bob"), "CreateTenant", json!({"name": "x"}))
+        .await;
     assert_eq!(other_user.status, 403);
 }
 
@@ -154,13 +200,32 @@ async fn concurrent_retries_with_one_key_create_exactly_one_tenant() {
     let admin = app.admin();
     app.user(crate::support::ADMIN).await;
     let body = json!({"type": "CreateTenant", "data": {"name": "Once"}}).to_string();
-    let replies = futures::future::join_all((0..12).map(|_| app.post_raw(&admin, body.clone(), &[("Idempotency-Key", "retry")]))).await;
-    assert_eq!(replies.iter().filter(|r| r.status == 201).count(), 1, "{replies:?}");
-    assert!(replies.iter().all(|r| r.status == 200 || r.status == 201), "{:?}", replies.iter().map(|r| (r.status, r.body.clone())).collect::<Vec<_>>());
-    assert!(replies.iter().all(|r| r.body["stream_id"] == replies[0].body["stream_id"]));
+    let replies = futures::future::join_all(
+        (0..12).map(|_| app.post_raw(&admin, body.clone(), &[("Idempotency-Key", "retry")])),
+    )
+    .await;
+    assert_eq!(
+        replies.iter().filter(|r| r.status == 201).count(),
+        1,
+        "{replies:?}"
+    );
+    assert!(
+        replies.iter().all(|r| r.status == 200 || r.status == 201),
+        "{:?}",
+        replies
+            .iter()
+            .map(|r| (r.status, r.body.clone()))
+            .collect::<Vec<_>>()
+    );
+    assert!(replies
+        .iter()
+        .all(|r| r.body["stream_id"] == replies[0].body["stream_id"]));
     let client = app.db.pool.get().await.unwrap();
     let created: i64 = client
-        .query_one("select count(*) from events where event_type = 'TenantCreated'", &[])
+        .query_one(
+            "select count(*) from events where event_type = 'TenantCreated'",
+            &[],
+        )
         .await
         .unwrap()
         .get(0);
@@ -172,7 +237,9 @@ async fn a_stale_expected_version_is_409() {
     let app = spawn_app().await;
     let admin = app.admin();
     let tenant = app.ok(&admin, "CreateTenant", json!({"name": "a"})).await;
-    let update = |name: &str| json!({"type": "UpdateTenant", "data": {"tenant_id": tenant, "name": name}, "expected_version": 1}).to_string();
+    let update = |name: &str| {
+        json!({"type": "UpdateTenant", "data": {"tenant_id": tenant, "name": name}, "expected_version": 1}).to_string()
+    };
     assert_eq!(app.post_raw(&admin, update("b"), &[]).await.status, 201);
     assert_problem(&app.post_raw(&admin, update("c"), &[]).await, 409);
 }
@@ -183,44 +250,165 @@ async fn rules_map_to_403_404_409_and_422() {
     let admin = app.admin();
     let bob = app.token("bob");
     let bob_id = app.user("bob").await;
-    let root = app.ok(&admin, "CreateTenant", json!({"name": "root"})).await;
-    let child = app.ok(&admin, "CreateTenant", json!({"name": "child", "parent_id": root})).await;
+    let root = app
+        .ok(&admin, "CreateTenant", json!({"name": "root"}))
+        .await;
+    let child = app
+        .ok(
+            &admin,
+            "CreateTenant",
+            json!({"name": "child", "parent_id": root}),
+        )
+        .await;
 
-    assert_problem(&app.command(&bob, "CreateTenant", json!({"name": "mine"})).await, 403);
-    app.ok(&admin, "GrantTenantAccess", json!({"tenant_id": root, "user_id": bob_id, "role": "viewer"})).await;
-    assert_problem(&app.command(&bob, "CreateLocation", json!({"tenant_id": child, "name": "NY"})).await, 403);
-    app.ok(&admin, "GrantTenantAccess", json!({"tenant_id": root, "user_id": bob_id, "role": "editor"})).await;
-    let location = app.ok(&bob, "CreateLocation", json!({"tenant_id": child, "name": "NY"})).await;
+    assert_problem(
+        &app.command(&bob, "CreateTenant", json!({"name": "mine"}))
+            .await,
+        403,
+    );
+    app.ok(
+        &admin,
+        "GrantTenantAccess",
+        json!({"tenant_id": root, "user_id": bob_id, "role": "viewer"}),
+    )
+    .await;
+    assert_problem(
+        &app.command(
+            &bob,
+            "CreateLocation",
+            json!({"tenant_id": child, "name": "NY"}),
+        )
+        .await,
+        403,
+    );
+    app.ok(
+        &admin,
+        "GrantTenantAccess",
+        json!({"tenant_id": root, "user_id": bob_id, "role": "editor"}),
+    )
+    .await;
+    let location = app
+        .ok(
+            &bob,
+            "CreateLocation",
+            json!({"tenant_id": child, "name": "NY"}),
+        )
+        .await;
 
-    assert_problem(&app.command(&admin, "DeleteTenant", json!({"tenant_id": root})).await, 409);
-    assert_problem(&app.command(&admin, "CreateTenant", json!({"name": "CHILD", "parent_id": root})).await, 409);
-    assert_problem(&app.command(&admin, "MakeLocationAvailable", json!({"location_id": location, "tenant_id": root})).await, 422);
+    assert_problem(
+        &app.command(&admin, "DeleteTenant", json!({"tenant_id": root}))
+            .await,
+        409,
+    );
+    assert_problem(
+        &app.command(
+            &admin,
+            "CreateTenant",
+            json!({"name": "CHILD", "parent_id": root}),
+        )
+        .await,
+        409,
+    );
+    assert_problem(
+        &app.command(
+            &admin,
+            "MakeLocationAvailable",
+            json!({"location_id": location, "tenant_id": root}),
+        )
+        .await,
+        422,
+    );
     let missing = plinth_domain::TenantId::generate();
-    assert_problem(&app.command(&admin, "DeleteTenant", json!({"tenant_id": missing})).await, 404);
+    assert_problem(
+        &app.command(&admin, "DeleteTenant", json!({"tenant_id": missing}))
+            .await,
+        404,
+    );
 
-    app.ok(&admin, "RevokeTenantAccess", json!({"tenant_id": root, "user_id": bob_id})).await;
-    assert_problem(&app.command(&bob, "DeleteLocation", json!({"location_id": location})).await, 403);
+    app.ok(
+        &admin,
+        "RevokeTenantAccess",
+        json!({"tenant_id": root, "user_id": bob_id}),
+    )
+    .await;
+    assert_problem(
+        &app.command(&bob, "DeleteLocation", json!({"location_id": location}))
+            .await,
+        403,
+    );
 }
 
 #[tokio::test]
 async fn the_seed_example_runs_through_the_command_api() {
     let app = spawn_app().await;
     let admin = app.admin();
-    let t100 = app.ok(&admin, "CreateTenant", json!({"name": "Tenant-100"})).await;
-    let t200 = app.ok(&admin, "CreateTenant", json!({"name": "Tenant-200", "parent_id": t100})).await;
-    let ny = app.ok(&admin, "CreateLocation", json!({"tenant_id": t100, "name": "Location-NY"})).await;
-    app.ok(&admin, "CreateLocation", json!({"tenant_id": t100, "name": "Location-LA"})).await;
+    let t100 = app
+        .ok(&admin, "CreateTenant", json!({"name": "Tenant-100"}))
+        .await;
+    let t200 = app
+        .ok(
+            &admin,
+            "CreateTenant",
+            json!({"name": "Tenant-200", "parent_id": t100}),
+        )
+        .await;
+    let ny = app
+        .ok(
+            &admin,
+            "CreateLocation",
+            json!({"tenant_id": t100, "name": "Location-NY"}),
+        )
+        .await;
+    app.ok(
+        &admin,
+        "CreateLocation",
+        json!({"tenant_id": t100, "name": "Location-LA"}),
+    )
+    .await;
     let rp = app
-        .ok(&admin, "CreateResourceProvider", json!({"tenant_id": t100, "name": "Resource-Provider-LoadBalancers",
-            "scopes": ["loadbalancer:*", "network:read", "instance:read"]}))
+        .ok(
+            &admin,
+            "CreateResourceProvider",
+            json!({"tenant_id": t100, "name": "Resource-Provider-LoadBalancers",
+            "scopes": ["loadbalancer:*", "network:read", "instance:read"]}),
+        )
         .await;
     for name in ["LB-Provider-Foo", "LB-Provider-Bar"] {
-        app.ok(&admin, "RegisterProvider", json!({"tenant_id": t100, "resource_provider_id": rp, "name": name})).await;
+        app.ok(
+            &admin,
+            "RegisterProvider",
+            json!({"tenant_id": t100, "resource_provider_id": rp, "name": name}),
+        )
+        .await;
     }
-    app.ok(&admin, "MakeLocationAvailable", json!({"location_id": ny, "tenant_id": t200})).await;
-    app.ok(&admin, "MakeResourceProviderAvailable", json!({"resource_provider_id": rp, "tenant_id": t200})).await;
-    app.ok(&admin, "AddResourceProviderLocation", json!({"resource_provider_id": rp, "location_id": ny})).await;
-    let authorized = app.command(&admin, "AuthorizeResourceProvider", json!({"resource_provider_id": rp, "tenant_id": t200})).await;
+    app.ok(
+        &admin,
+        "MakeLocationAvailable",
+        json!({"location_id": ny, "tenant_id": t200}),
+    )
+    .await;
+    app.ok(
+        &admin,
+        "MakeResourceProviderAvailable",
+        json!({"resource_provider_id": rp, "tenant_id": t200}),
+    )
+    .await;
+    app.ok(
+        &admin,
+        "AddResourceProviderLocation",
+        json!({"resource_provider_id": rp, "location_id": ny}),
+    )
+    .await;
+    let authorized = app
+        .command(
+            &admin,
+            "AuthorizeResourceProvider",
+            json!({"resource_provider_id": rp, "tenant_id": t200}),
+        )
+        .await;
     assert_eq!(authorized.status, 201);
-    assert_eq!(authorized.body["events"][0]["event_type"], "ProviderAuthorized");
+    assert_eq!(
+        authorized.body["events"][0]["event_type"],
+        "ProviderAuthorized"
+    );
 }
