@@ -6,12 +6,13 @@
 //! If the bulk write fails (a unique index caught a race, a deadlock), the caller re-runs each
 //! command alone, so no command fails because of another.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 
 use anyhow::Context as _;
-use deadpool_postgres::{Client, GenericClient, Transaction};
+use deadpool_postgres::{Client, GenericClient};
 use plinth_domain::memory::new_stream_id;
 use plinth_domain::{decide, Aggregate, Body, Target};
+use tokio_postgres::types::ToSql;
 
 use crate::error::CommandError;
 use crate::model::{AppendedEvent, CommandOutcome, EventMetadata};
@@ -34,15 +35,25 @@ struct Pending {
 
 /// Runs `subs` in one transaction. `Err` means the transaction failed as a whole and nothing
 /// was written; per-command refusals are inside `Ok`.
+///
+/// The transaction costs two round trips however many commands it holds: one pipeline opens it,
+/// locks and loads every row the batch needs, counts dependents and looks up idempotency keys;
+/// after deciding in memory, a second pipeline writes everything and commits. (With idempotency
+/// keys to store, a third: their stored responses need the positions.)
 pub(crate) async fn run(
     client: &mut Client,
     subs: &[Submission],
 ) -> anyhow::Result<Vec<Processed>> {
-    let tx = client.transaction().await.context("failed to begin")?;
-    let mut results: Vec<Option<Processed>> = subs.iter().map(|_| None).collect();
+    let result = run_pipelined(client, subs).await;
+    if result.is_err() {
+        // Leave no transaction open on a pooled connection. After a pipelined COMMIT of a
+        // failed transaction there is none, and this only draws a warning.
+        let _ = client.batch_execute("rollback").await;
+    }
+    result
+}
 
-    replay_idempotent(&tx, subs, &mut results).await?;
-
+async fn run_pipelined(client: &Client, subs: &[Submission]) -> anyhow::Result<Vec<Processed>> {
     // Pick the streams each command writes; new streams get fresh, time-ordered ids.
     let targets: Vec<String> = subs
         .iter()
@@ -51,33 +62,69 @@ pub(crate) async fn run(
             Target::Existing(id) => id,
         })
         .collect();
-    let todo: Vec<usize> = (0..subs.len()).filter(|i| results[*i].is_none()).collect();
-
-    let mut world = World::default();
-    rows::load(
-        &tx,
-        &mut world,
-        todo.iter().map(|i| targets[*i].clone()),
-        "update",
-    )
-    .await?;
-    let references = todo.iter().flat_map(|i| subs[*i].command.references());
-    rows::load(&tx, &mut world, references, "share").await?;
-    // The tenant chains of everything loaded: the grants that authorize these commands.
-    let chains: HashSet<String> = world
-        .streams
-        .values()
-        .flat_map(|e| e.scope_path.clone())
+    // New streams cannot exist yet (their ids were just made), so only existing targets lock.
+    let mut existing: Vec<String> = subs
+        .iter()
+        .zip(&targets)
+        .filter(|(s, _)| matches!(s.command.target(), Target::Existing(_)))
+        .map(|(_, t)| t.clone())
         .collect();
-    rows::load(&tx, &mut world, chains, "share").await?;
-    load_dependents(
-        &tx,
-        &mut world,
-        todo.iter()
-            .filter(|i| subs[**i].command.checks_dependents())
-            .map(|i| targets[*i].clone()),
-    )
-    .await?;
+    existing.sort();
+    existing.dedup();
+    // What the decisions read; the chains of these and of the targets come with them.
+    let mut shared: Vec<String> = subs
+        .iter()
+        .flat_map(|s| s.command.references())
+        .chain(existing.iter().cloned())
+        .collect();
+    shared.sort();
+    shared.dedup();
+    let deleting: Vec<&str> = subs
+        .iter()
+        .zip(&targets)
+        .filter(|(s, _)| s.command.checks_dependents())
+        .map(|(_, t)| t.as_str())
+        .collect();
+    let keyed: Vec<(usize, &str, &str)> = subs
+        .iter()
+        .enumerate()
+        .filter_map(|(i, s)| {
+            s.idempotency
+                .as_ref()
+                .map(|k| (i, s.actor.user_id.as_str(), k.key.as_str()))
+        })
+        .collect();
+    let key_users: Vec<&str> = keyed.iter().map(|k| k.1).collect();
+    let key_names: Vec<&str> = keyed.iter().map(|k| k.2).collect();
+
+    let (targets_sql, shared_sql) = (rows::lock_targets_sql(), rows::lock_shared_sql());
+    let (lock_targets, lock_shared, count_dependents, find_keys) = futures::try_join!(
+        client.prepare_cached(&targets_sql),
+        client.prepare_cached(&shared_sql),
+        client.prepare_cached(COUNT_DEPENDENTS),
+        client.prepare_cached(FIND_KEYS),
+    )?;
+    let targets_params: [&(dyn ToSql + Sync); 1] = [&existing];
+    let shared_params: [&(dyn ToSql + Sync); 2] = [&shared, &existing];
+    let dependents_params: [&(dyn ToSql + Sync); 1] = [&deleting];
+    let keys_params: [&(dyn ToSql + Sync); 2] = [&key_users, &key_names];
+    let (begun, targeted, read, dependents, keys_found) = futures::join!(
+        client.batch_execute("begin"),
+        client.query(&lock_targets, &targets_params),
+        client.query(&lock_shared, &shared_params),
+        client.query(&count_dependents, &dependents_params),
+        client.query(&find_keys, &keys_params),
+    );
+    begun.context("failed to begin")?;
+    let mut world = World::default();
+    rows::add_rows(client, &mut world, targeted?).await?;
+    rows::add_rows(client, &mut world, read?).await?;
+    for row in dependents? {
+        world.dependents.insert(row.get(0), row.get(1));
+    }
+    let mut results: Vec<Option<Processed>> = subs.iter().map(|_| None).collect();
+    replay_idempotent(subs, &keyed, keys_found?, &mut results)?;
+    let todo: Vec<usize> = (0..subs.len()).filter(|i| results[*i].is_none()).collect();
 
     let now = rows::now_micros();
     let mut event_rows: Vec<EventRow> = Vec::new();
@@ -143,12 +190,40 @@ pub(crate) async fn run(
         world.streams.insert(target.clone(), entry);
     }
 
+    let mut keys = IdempotencyRows::default();
+    let needs_keys = todo.iter().any(|i| subs[*i].idempotency.is_some());
+    // One statement writes every event and stream row; the notify, and the commit when no
+    // idempotency key waits for the positions, ride in the same pipeline. If the write fails,
+    // PostgreSQL turns the pipelined COMMIT into a rollback.
+    //
+    // Statements are prepared first: a query goes out on its future's first poll only when
+    // nothing before it awaits, and the write must reach the server before the COMMIT does.
+    let (write, notify, store_keys) = futures::try_join!(
+        client.prepare_cached(rows::WRITE_SQL),
+        client.prepare_cached(NOTIFY),
+        client.prepare_cached(STORE_KEYS),
+    )?;
+    let write_params = rows::WriteParams::new(&event_rows, &world)?;
+    let params = write_params.params();
     let positions = if event_rows.is_empty() {
         Vec::new()
+    } else if needs_keys {
+        let (written, notified) =
+            futures::join!(client.query(&write, &params), client.execute(&notify, &[]));
+        notified?;
+        write_params.positions(&written?)
     } else {
-        rows::insert_events(&tx, &event_rows).await?
+        let (written, notified, committed) = futures::join!(
+            client.query(&write, &params),
+            client.execute(&notify, &[]),
+            client.batch_execute("commit"),
+        );
+        let written = written?;
+        notified?;
+        committed.context("failed to commit")?;
+        write_params.positions(&written)
     };
-    let mut keys = IdempotencyRows::default();
+    let committed = !event_rows.is_empty() && !needs_keys;
     for p in pending {
         let sub = &subs[p.index];
         let events: Vec<AppendedEvent> = p
@@ -185,21 +260,15 @@ pub(crate) async fn run(
         results[p.index] = Some(Ok((outcome, false)));
     }
 
-    let max_position = positions.iter().max().copied();
-    let streams_written = rows::upsert_streams(&tx, &world, &positions);
-    let keys_written = keys.insert(&tx);
-    let notified = async {
-        if let Some(position) = max_position {
-            tx.execute(
-                "select pg_notify('plinth_events', $1)",
-                &[&position.to_string()],
-            )
-            .await?;
-        }
-        anyhow::Ok(())
-    };
-    futures::try_join!(streams_written, keys_written, notified)?;
-    tx.commit().await.context("failed to commit")?;
+    if !committed {
+        let key_params = keys.params();
+        let (stored, committed) = futures::join!(
+            client.execute(&store_keys, &key_params),
+            client.batch_execute("commit")
+        );
+        stored?;
+        committed.context("failed to commit")?;
+    }
     metrics::counter!("plinth_events_appended_total").increment(event_rows.len() as u64);
     Ok(results
         .into_iter()
@@ -207,38 +276,33 @@ pub(crate) async fn run(
         .collect())
 }
 
+const FIND_KEYS: &str = "select user_id, key, request_hash, response from idempotency_keys
+     where (user_id, key) in (select * from unnest($1::text[], $2::text[]))";
+
+/// Live dependents (sub-tenants, owned resources, providers using a resource provider) of the
+/// streams whose deletes are decided in the batch.
+const COUNT_DEPENDENTS: &str = "select id, count(s.stream_id) from unnest($1::text[]) as id
+     left join streams s on (s.owner_id = id or s.uses_id = id) and s.lifecycle <> 'deleted'
+     group by id";
+
+/// Wakes projectors and the relay (they re-read the log; the payload carries nothing).
+const STORE_KEYS: &str = "insert into idempotency_keys (user_id, key, request_hash, response)
+     select u, k, h, r::jsonb from unnest($1::text[], $2::text[], $3::bytea[], $4::text[]) as t(u, k, h, r)";
+
+const NOTIFY: &str = "select pg_notify('plinth_events', '')";
+
 /// Answers commands whose idempotency key was already used, from the stored first result.
-async fn replay_idempotent(
-    tx: &Transaction<'_>,
+fn replay_idempotent(
     subs: &[Submission],
+    keyed: &[(usize, &str, &str)],
+    found: Vec<tokio_postgres::Row>,
     results: &mut [Option<Processed>],
 ) -> anyhow::Result<()> {
-    let keyed: Vec<(usize, &str, &str)> = subs
-        .iter()
-        .enumerate()
-        .filter_map(|(i, s)| {
-            s.idempotency
-                .as_ref()
-                .map(|k| (i, s.actor.user_id.as_str(), k.key.as_str()))
-        })
-        .collect();
-    if keyed.is_empty() {
-        return Ok(());
-    }
-    let users: Vec<&str> = keyed.iter().map(|k| k.1).collect();
-    let keys: Vec<&str> = keyed.iter().map(|k| k.2).collect();
-    let statement = tx
-        .prepare_cached(
-            "select user_id, key, request_hash, response from idempotency_keys
-             where (user_id, key) in (select * from unnest($1::text[], $2::text[]))",
-        )
-        .await?;
-    let rows = tx.query(&statement, &[&users, &keys]).await?;
-    let found: HashMap<(String, String), (Vec<u8>, serde_json::Value)> = rows
+    let found: HashMap<(String, String), (Vec<u8>, serde_json::Value)> = found
         .into_iter()
         .map(|r| ((r.get(0), r.get(1)), (r.get(2), r.get(3))))
         .collect();
-    for (i, user, key) in keyed {
+    for &(i, user, key) in keyed {
         if let Some((hash, response)) = found.get(&(user.to_owned(), key.to_owned())) {
             let request_hash = &subs[i].idempotency.as_ref().expect("keyed").request_hash;
             results[i] = Some(if hash == request_hash {
@@ -251,31 +315,6 @@ async fn replay_idempotent(
                 })
             });
         }
-    }
-    Ok(())
-}
-
-/// Counts live dependents (sub-tenants, owned resources, providers using a resource provider)
-/// of the streams whose deletes are decided in this batch.
-async fn load_dependents(
-    tx: &Transaction<'_>,
-    world: &mut World,
-    ids: impl Iterator<Item = String>,
-) -> anyhow::Result<()> {
-    let ids: Vec<String> = ids.collect();
-    if ids.is_empty() {
-        return Ok(());
-    }
-    let statement = tx
-        .prepare_cached(
-            "select id, count(s.stream_id) from unnest($1::text[]) as id
-             left join streams s on (s.owner_id = id or s.uses_id = id) and s.lifecycle <> 'deleted'
-             group by id",
-        )
-        .await?;
-    let rows = tx.query(&statement, &[&ids]).await?;
-    for row in rows {
-        world.dependents.insert(row.get(0), row.get(1));
     }
     Ok(())
 }
@@ -340,22 +379,7 @@ impl IdempotencyRows {
         Ok(())
     }
 
-    async fn insert(&self, tx: &Transaction<'_>) -> anyhow::Result<()> {
-        if self.users.is_empty() {
-            return Ok(());
-        }
-        let statement = tx
-            .prepare_cached(
-                "insert into idempotency_keys (user_id, key, request_hash, response)
-                 select u, k, h, r::jsonb
-                 from unnest($1::text[], $2::text[], $3::bytea[], $4::text[]) as t(u, k, h, r)",
-            )
-            .await?;
-        tx.execute(
-            &statement,
-            &[&self.users, &self.keys, &self.hashes, &self.responses],
-        )
-        .await?;
-        Ok(())
+    fn params(&self) -> [&(dyn ToSql + Sync); 4] {
+        [&self.users, &self.keys, &self.hashes, &self.responses]
     }
 }

@@ -92,12 +92,10 @@ async fn writer(pool: Pool, receiver: Arc<Mutex<mpsc::Receiver<Job>>>) {
                     None => true,
                 });
         deferred = later;
-        tracing::debug!(
-            batch = batch.len(),
-            deferred = deferred.len(),
-            "writer took a batch"
-        );
+        let (size, started) = (batch.len(), std::time::Instant::now());
         run_jobs(&pool, batch).await;
+        let micros = started.elapsed().as_micros() as u64;
+        tracing::debug!(size, deferred = deferred.len(), micros, "batch done");
     }
 }
 

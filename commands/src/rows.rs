@@ -5,6 +5,7 @@ use std::collections::HashMap;
 use anyhow::Context as _;
 use chrono::{DateTime, Utc};
 use deadpool_postgres::GenericClient;
+use tokio_postgres::types::ToSql;
 use tokio_postgres::Row;
 use uuid::Uuid;
 
@@ -66,39 +67,36 @@ impl Facts for World {
 const LOAD_COLUMNS: &str =
     "stream_id, version, last_hash, last_position, scope_path, snapshot, snapshot_version";
 
-/// Loads (and locks, `lock` being `update` or `share`) the rows of `ids` into `world`,
-/// skipping ids already loaded. Rows are locked in id order, so two transactions lock shared
+/// Locks the rows a batch writes (`$1`), in id order, so that two transactions meet on shared
 /// rows in the same order.
-pub(crate) async fn load(
+pub(crate) fn lock_targets_sql() -> String {
+    format!("select {LOAD_COLUMNS} from streams where stream_id = any($1) order by stream_id for update")
+}
+
+/// Locks for share the rows a batch reads (`$1`) and every tenant in their chains
+/// (`scope_path`: the grants that authorize the commands), except those locked for update (`$2`).
+pub(crate) fn lock_shared_sql() -> String {
+    format!(
+        "select {LOAD_COLUMNS} from streams
+         where stream_id = any(array(
+                   select unnest($1::text[])
+                   union select unnest(scope_path) from streams where stream_id = any($1::text[])))
+           and not (stream_id = any($2::text[]))
+         order by stream_id for share"
+    )
+}
+
+/// Adds loaded rows to `world` (refolding any stale snapshot from its events).
+pub(crate) async fn add_rows(
     client: &impl GenericClient,
     world: &mut World,
-    ids: impl IntoIterator<Item = String>,
-    lock: &str,
-) -> anyhow::Result<Vec<String>> {
-    let mut wanted: Vec<String> = ids
-        .into_iter()
-        .filter(|id| !world.streams.contains_key(id))
-        .collect();
-    wanted.sort();
-    wanted.dedup();
-    if wanted.is_empty() {
-        return Ok(Vec::new());
-    }
-    let sql = format!(
-        "select {LOAD_COLUMNS} from streams where stream_id = any($1) order by stream_id for {lock}"
-    );
-    let statement = client.prepare_cached(&sql).await?;
-    let rows = client
-        .query(&statement, &[&wanted])
-        .await
-        .context("failed to load streams")?;
-    let mut loaded = Vec::with_capacity(rows.len());
+    rows: Vec<Row>,
+) -> anyhow::Result<()> {
     for row in rows {
         let (id, entry) = entry_from_row(client, &row).await?;
-        loaded.push(id.clone());
         world.streams.insert(id, entry);
     }
-    Ok(loaded)
+    Ok(())
 }
 
 async fn entry_from_row(client: &impl GenericClient, row: &Row) -> anyhow::Result<(String, Entry)> {
@@ -214,111 +212,122 @@ pub(crate) fn append_in_memory(
     Ok(())
 }
 
-/// Inserts event rows in one statement; returns each row's global position, in row order.
-pub(crate) async fn insert_events(
-    client: &impl GenericClient,
-    rows: &[EventRow],
-) -> anyhow::Result<Vec<i64>> {
-    let ids: Vec<Uuid> = rows.iter().map(|r| r.event_id).collect();
-    let streams: Vec<&str> = rows.iter().map(|r| r.stream_id.as_str()).collect();
-    let versions: Vec<i64> = rows.iter().map(|r| r.stream_version).collect();
-    let types: Vec<&str> = rows.iter().map(|r| r.event_type).collect();
-    let schema_versions: Vec<i32> = rows.iter().map(|r| r.schema_version).collect();
-    let data: Vec<&str> = rows.iter().map(|r| r.data.as_str()).collect();
-    let metadata: Vec<&str> = rows.iter().map(|r| r.metadata.as_str()).collect();
-    let recorded: Vec<DateTime<Utc>> = rows.iter().map(|r| r.recorded_at).collect();
-    let hashes: Vec<&[u8]> = rows.iter().map(|r| r.hash.as_slice()).collect();
-    let statement = client
-        .prepare_cached(
-            "insert into events (event_id, stream_id, stream_version, event_type, schema_version,
-                                 data, metadata, recorded_at, hash)
-             select e.event_id, e.stream_id, e.stream_version, e.event_type, e.schema_version,
-                    e.data::json, e.metadata::json, e.recorded_at, e.hash
-             from unnest($1::uuid[], $2::text[], $3::int8[], $4::text[], $5::int4[], $6::text[],
-                         $7::text[], $8::timestamptz[], $9::bytea[])
-                  as e(event_id, stream_id, stream_version, event_type, schema_version, data,
-                       metadata, recorded_at, hash)
-             returning event_id, position",
-        )
-        .await?;
-    let returned = client
-        .query(
-            &statement,
-            &[
-                &ids,
-                &streams,
-                &versions,
-                &types,
-                &schema_versions,
-                &data,
-                &metadata,
-                &recorded,
-                &hashes,
-            ],
-        )
-        .await?;
-    let by_id: HashMap<Uuid, i64> = returned.iter().map(|r| (r.get(0), r.get(1))).collect();
-    Ok(ids.iter().map(|id| by_id[id]).collect())
+/// Writes a transaction's event rows and the stream rows of every changed entry (version,
+/// chain head, snapshot, the columns cross-aggregate checks use) in one statement, so a batch
+/// costs one round trip however many commands it holds. Data-modifying CTEs: the stream rows
+/// take their last position from the events inserted by the same statement. Returns each event
+/// row's `(event_id, position)`.
+pub(crate) const WRITE_SQL: &str = "with inserted as (
+         insert into events (event_id, stream_id, stream_version, event_type, schema_version,
+                             data, metadata, recorded_at, hash)
+         select e.event_id, e.stream_id, e.stream_version, e.event_type, e.schema_version,
+                e.data::json, e.metadata::json, e.recorded_at, e.hash
+         from unnest($1::uuid[], $2::text[], $3::int8[], $4::text[], $5::int4[], $6::text[],
+                     $7::text[], $8::timestamptz[], $9::bytea[])
+              as e(event_id, stream_id, stream_version, event_type, schema_version, data,
+                   metadata, recorded_at, hash)
+         returning event_id, stream_id, position
+     ), written as (
+         insert into streams (stream_id, kind, version, last_hash, last_position, owner_id,
+                              uses_id, lifecycle, name_key, scope_path, snapshot, snapshot_version)
+         select s.stream_id, s.kind, s.version, s.last_hash,
+                (select max(i.position) from inserted i where i.stream_id = s.stream_id),
+                s.owner_id, s.uses_id, s.lifecycle, s.name_key,
+                string_to_array(s.scope_path, ','), s.snapshot::jsonb, $10
+         from unnest($11::text[], $12::text[], $13::int8[], $14::bytea[], $15::text[],
+                     $16::text[], $17::text[], $18::text[], $19::text[], $20::text[])
+              as s(stream_id, kind, version, last_hash, owner_id, uses_id, lifecycle,
+                   name_key, scope_path, snapshot)
+         on conflict (stream_id) do update set
+             version = excluded.version, last_hash = excluded.last_hash,
+             last_position = excluded.last_position, lifecycle = excluded.lifecycle,
+             name_key = excluded.name_key, snapshot = excluded.snapshot,
+             snapshot_version = excluded.snapshot_version
+         returning 1
+     )
+     select event_id, position, (select count(*) from written) from inserted";
+
+/// The parameters of [`WRITE_SQL`], built before anything is sent so that the statement can
+/// go out in the same pipeline as the commit.
+#[derive(Default)]
+pub(crate) struct WriteParams {
+    ids: Vec<Uuid>,
+    streams: Vec<String>,
+    versions: Vec<i64>,
+    types: Vec<&'static str>,
+    schema_versions: Vec<i32>,
+    data: Vec<String>,
+    metadata: Vec<String>,
+    recorded: Vec<DateTime<Utc>>,
+    hashes: Vec<Vec<u8>>,
+    cols: StreamColumns,
 }
 
-/// Writes the stream rows of every changed entry: version, chain head, snapshot and the
-/// columns the cross-aggregate checks use.
-pub(crate) async fn upsert_streams(
+impl WriteParams {
+    pub(crate) fn new(rows: &[EventRow], world: &World) -> anyhow::Result<Self> {
+        let mut cols = StreamColumns::default();
+        for (id, entry) in world.streams.iter().filter(|(_, e)| e.changed) {
+            if let Some(agg) = &entry.agg {
+                cols.push(id, entry, agg)?;
+            }
+        }
+        Ok(Self {
+            ids: rows.iter().map(|r| r.event_id).collect(),
+            streams: rows.iter().map(|r| r.stream_id.clone()).collect(),
+            versions: rows.iter().map(|r| r.stream_version).collect(),
+            types: rows.iter().map(|r| r.event_type).collect(),
+            schema_versions: rows.iter().map(|r| r.schema_version).collect(),
+            data: rows.iter().map(|r| r.data.clone()).collect(),
+            metadata: rows.iter().map(|r| r.metadata.clone()).collect(),
+            recorded: rows.iter().map(|r| r.recorded_at).collect(),
+            hashes: rows.iter().map(|r| r.hash.clone()).collect(),
+            cols,
+        })
+    }
+
+    pub(crate) fn params(&self) -> [&(dyn ToSql + Sync); 20] {
+        let c = &self.cols;
+        [
+            &self.ids,
+            &self.streams,
+            &self.versions,
+            &self.types,
+            &self.schema_versions,
+            &self.data,
+            &self.metadata,
+            &self.recorded,
+            &self.hashes,
+            &SNAPSHOT_VERSION,
+            &c.ids,
+            &c.kinds,
+            &c.versions,
+            &c.hashes,
+            &c.owners,
+            &c.uses,
+            &c.lifecycles,
+            &c.name_keys,
+            &c.paths,
+            &c.snapshots,
+        ]
+    }
+
+    /// Each event row's position, in row order, from the statement's result.
+    pub(crate) fn positions(&self, returned: &[Row]) -> Vec<i64> {
+        let by_id: HashMap<Uuid, i64> = returned.iter().map(|r| (r.get(0), r.get(1))).collect();
+        self.ids.iter().map(|id| by_id[id]).collect()
+    }
+}
+
+/// Prepares and runs [`WRITE_SQL`] on its own (outside a pipeline).
+pub(crate) async fn write(
     client: &impl GenericClient,
+    rows: &[EventRow],
     world: &World,
-    positions: &[i64],
-) -> anyhow::Result<()> {
-    let mut cols = StreamColumns::default();
-    for (id, entry) in world.streams.iter().filter(|(_, e)| e.changed) {
-        let Some(agg) = &entry.agg else { continue };
-        cols.push(
-            id,
-            entry,
-            agg,
-            entry.last_row.map_or(entry.last_position, |r| positions[r]),
-        )?;
-    }
-    if cols.ids.is_empty() {
-        return Ok(());
-    }
-    let statement = client
-        .prepare_cached(
-            "insert into streams (stream_id, kind, version, last_hash, last_position, owner_id,
-                                  uses_id, lifecycle, name_key, scope_path, snapshot, snapshot_version)
-             select s.stream_id, s.kind, s.version, s.last_hash, s.last_position, s.owner_id,
-                    s.uses_id, s.lifecycle, s.name_key, string_to_array(s.scope_path, ','),
-                    s.snapshot::jsonb, $11
-             from unnest($1::text[], $2::text[], $3::int8[], $4::bytea[], $5::int8[], $6::text[],
-                         $7::text[], $8::text[], $9::text[], $10::text[], $12::text[])
-                  as s(stream_id, kind, version, last_hash, last_position, owner_id, uses_id,
-                       lifecycle, name_key, scope_path, snapshot)
-             on conflict (stream_id) do update set
-                 version = excluded.version, last_hash = excluded.last_hash,
-                 last_position = excluded.last_position, lifecycle = excluded.lifecycle,
-                 name_key = excluded.name_key, snapshot = excluded.snapshot,
-                 snapshot_version = excluded.snapshot_version",
-        )
-        .await?;
-    client
-        .execute(
-            &statement,
-            &[
-                &cols.ids,
-                &cols.kinds,
-                &cols.versions,
-                &cols.hashes,
-                &cols.positions,
-                &cols.owners,
-                &cols.uses,
-                &cols.lifecycles,
-                &cols.name_keys,
-                &cols.paths,
-                &SNAPSHOT_VERSION,
-                &cols.snapshots,
-            ],
-        )
-        .await?;
-    Ok(())
+) -> anyhow::Result<Vec<i64>> {
+    let statement = client.prepare_cached(WRITE_SQL).await?;
+    let params = WriteParams::new(rows, world)?;
+    let returned = client.query(&statement, &params.params()).await?;
+    Ok(params.positions(&returned))
 }
 
 #[derive(Default)]
@@ -327,7 +336,6 @@ struct StreamColumns {
     kinds: Vec<&'static str>,
     versions: Vec<i64>,
     hashes: Vec<Vec<u8>>,
-    positions: Vec<i64>,
     owners: Vec<Option<String>>,
     uses: Vec<Option<String>>,
     lifecycles: Vec<&'static str>,
@@ -337,18 +345,11 @@ struct StreamColumns {
 }
 
 impl StreamColumns {
-    fn push(
-        &mut self,
-        id: &str,
-        entry: &Entry,
-        agg: &Aggregate,
-        position: i64,
-    ) -> anyhow::Result<()> {
+    fn push(&mut self, id: &str, entry: &Entry, agg: &Aggregate) -> anyhow::Result<()> {
         self.ids.push(id.to_owned());
         self.kinds.push(agg.kind().as_str());
         self.versions.push(entry.version);
         self.hashes.push(entry.last_hash.clone());
-        self.positions.push(position);
         self.owners.push(agg.owner_id());
         self.uses.push(match &agg.body {
             Body::Provider(p) => Some(p.resource_provider_id.to_string()),

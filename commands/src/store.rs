@@ -142,13 +142,9 @@ impl EventStore {
             &mut event_rows,
         )?;
         world.streams.insert(user_id.to_string(), entry);
-        let positions = rows::insert_events(&tx, &event_rows).await?;
-        rows::upsert_streams(&tx, &world, &positions).await?;
-        tx.execute(
-            "select pg_notify('plinth_events', $1)",
-            &[&positions[0].to_string()],
-        )
-        .await?;
+        rows::write(&tx, &event_rows, &world).await?;
+        tx.execute("select pg_notify('plinth_events', '')", &[])
+            .await?;
         tx.commit().await?;
         Ok(user_id)
     }

@@ -23,7 +23,8 @@ fn command(t: &str, data: serde_json::Value) -> Command {
 /// Reads the log from the start until it holds `n` events. The tail only shows events below
 /// the oldest running transaction of the whole cluster, so parallel tests delay it briefly.
 async fn read_eventually(store: &EventStore, n: usize) -> Vec<plinth_commands::StoredEvent> {
-    for _ in 0..500 {
+    // Up to 30 s: a long transaction elsewhere in the cluster (a bulk load) holds the tail back.
+    for _ in 0..3000 {
         let events = store.read_after(Checkpoint::default(), 1000).await.unwrap();
         if events.len() >= n {
             return events;

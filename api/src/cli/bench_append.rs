@@ -28,6 +28,9 @@ pub(crate) struct BenchAppendArgs {
     /// Seconds per phase.
     #[arg(long, default_value_t = 5)]
     seconds: u64,
+    /// Group-commit writers of the server under test.
+    #[arg(long, default_value_t = 2)]
+    writers: usize,
 }
 
 const SECRET: &str = "bench-secret";
@@ -38,16 +41,11 @@ pub(crate) async fn run(args: BenchAppendArgs) -> anyhow::Result<()> {
     let result = measure(&args, &db.url).await;
     db.drop().await?;
     let rows = result?;
-    println!("\n| clients | plinth commands/s (HTTP) | baseline inserts/s (1 tx/event) | ratio |");
-    println!("|---:|---:|---:|---:|");
+    println!("\n| clients | plinth commands/s (HTTP) | commands per commit | baseline inserts/s (1 tx/event) | ratio |");
+    println!("|---:|---:|---:|---:|---:|");
     for r in &rows {
-        println!(
-            "| {} | {:.0} | {:.0} | {:.2}× |",
-            r.clients,
-            r.plinth,
-            r.baseline,
-            r.plinth / r.baseline
-        );
+        let ratio = r.plinth / r.baseline;
+        println!("| {} | {:.0} | {:.1} | {:.0} | {ratio:.2}× |", r.clients, r.plinth, r.per_tx, r.baseline);
     }
     Ok(())
 }
@@ -56,11 +54,29 @@ struct Row {
     clients: usize,
     plinth: f64,
     baseline: f64,
+    /// Average group-commit batch: Plinth's events per transaction in the phase.
+    per_tx: f64,
+}
+
+async fn last_position(client: &tokio_postgres::Client) -> anyhow::Result<i64> {
+    Ok(client.query_one("select coalesce(max(position), 0) from events", &[]).await?.get(0))
+}
+
+async fn events_per_transaction(client: &tokio_postgres::Client, after: i64) -> anyhow::Result<f64> {
+    let row = client
+        .query_one(
+            "select count(*)::float8 / greatest(count(distinct tx), 1) from events
+             where position > $1 and event_type = 'LocationCreated' and stream_id like 'lctnloc-%'",
+            &[&after],
+        )
+        .await?;
+    Ok(row.get(0))
 }
 
 async fn measure(args: &BenchAppendArgs, url: &str) -> anyhow::Result<Vec<Row>> {
     let mut settings = Settings::for_database(url, SECRET, &[ADMIN]);
     settings.db_pool_size = 8;
+    settings.writers = args.writers;
     let app = app::spawn(settings).await?;
     let base = format!("http://{}", app.address);
     let http = reqwest::Client::builder()
@@ -90,18 +106,30 @@ async fn measure(args: &BenchAppendArgs, url: &str) -> anyhow::Result<Vec<Row>> 
         );
     }
 
+    // The load runs as an ordinary user whose editor role is inherited from the root, so every
+    // command pays for the full authorization path (the grant chain is read and locked).
+    let user_token = crate::auth::mint_dev_token(SECRET, "bench-user", 3600)?;
+    let me: serde_json::Value = http
+        .get(format!("{base}/v1/me"))
+        .bearer_auth(&user_token)
+        .send()
+        .await?
+        .json()
+        .await?;
+    let grant = json!({"tenant_id": root, "user_id": me["id"], "role": "editor"});
+    post(&http, &base, &token, json!({"type": "GrantTenantAccess", "data": grant})).await?;
+    let token = user_token;
+
     let baseline_conns = connect_many(url, max_clients).await?;
     let mut rows = Vec::new();
     for &clients in &args.clients {
         let duration = Duration::from_secs(args.seconds);
         let baseline = run_baseline(&baseline_conns[..clients], duration).await?;
+        let before = last_position(&baseline_conns[0]).await?;
         let plinth = run_http(&http, &base, &token, &tenants[..clients], duration).await?;
-        eprintln!("{clients:>3} clients: plinth {plinth:.0}/s, baseline {baseline:.0}/s");
-        rows.push(Row {
-            clients,
-            plinth,
-            baseline,
-        });
+        let per_tx = events_per_transaction(&baseline_conns[0], before).await?;
+        eprintln!("{clients:>3} clients: plinth {plinth:.0}/s ({per_tx:.1} commands per commit), baseline {baseline:.0}/s");
+        rows.push(Row { clients, plinth, baseline, per_tx });
     }
     app.handle.abort();
     Ok(rows)
