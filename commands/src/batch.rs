@@ -196,6 +196,8 @@ async fn run_pipelined(client: &Client, subs: &[Submission]) -> anyhow::Result<V
     // idempotency key waits for the positions, ride in the same pipeline. If the write fails,
     // PostgreSQL turns the pipelined COMMIT into a rollback.
     //
+    // Results of a pipeline are checked in the order sent: after a failure PostgreSQL answers
+    // every later statement with "transaction aborted", and the first error is the cause.
     // Statements are prepared first: a query goes out on its future's first poll only when
     // nothing before it awaits, and the write must reach the server before the COMMIT does.
     let (write, notify, store_keys) = futures::try_join!(
@@ -210,8 +212,9 @@ async fn run_pipelined(client: &Client, subs: &[Submission]) -> anyhow::Result<V
     } else if needs_keys {
         let (written, notified) =
             futures::join!(client.query(&write, &params), client.execute(&notify, &[]));
+        let written = written?;
         notified?;
-        write_params.positions(&written?)
+        write_params.positions(&written)
     } else {
         let (written, notified, committed) = futures::join!(
             client.query(&write, &params),
