@@ -26,6 +26,8 @@ pub const BODY_LIMIT: usize = 1024 * 1024;
 
 /// Connects, migrates and assembles the state. Fails fast if PostgreSQL is unreachable.
 pub async fn build_state(settings: Settings) -> anyhow::Result<AppState> {
+    // Installed before anything records a metric: earlier recordings would go nowhere.
+    crate::telemetry::prometheus();
     let url = settings
         .database_url
         .clone()
@@ -62,6 +64,7 @@ pub fn router(state: AppState) -> Router {
         .route("/healthz", get(routes::ops::healthz))
         .route("/readyz", get(routes::ops::readyz))
         .route("/metrics", get(routes::ops::metrics))
+        .route("/openapi.json", get(routes::openapi::openapi))
         .fallback(|| async { problem(StatusCode::NOT_FOUND, "not-found", "no such route") })
         .layer(axum::middleware::map_response(problem_for_plain_errors))
         .layer(TimeoutLayer::with_status_code(
@@ -127,10 +130,14 @@ pub async fn spawn(settings: Settings) -> anyhow::Result<RunningApp> {
     })
 }
 
-/// Serves until Ctrl-C or SIGTERM, then drains in-flight requests.
-pub async fn serve_until_shutdown(state: AppState, listener: TcpListener) -> anyhow::Result<()> {
+/// Serves until `shutdown` resolves, then drains in-flight requests.
+pub async fn serve_with_shutdown(
+    state: AppState,
+    listener: TcpListener,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
     axum::serve(listener, router(state))
-        .with_graceful_shutdown(shutdown_signal())
+        .with_graceful_shutdown(shutdown)
         .await?;
     Ok(())
 }

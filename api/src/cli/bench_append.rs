@@ -45,7 +45,10 @@ pub(crate) async fn run(args: BenchAppendArgs) -> anyhow::Result<()> {
     println!("|---:|---:|---:|---:|---:|");
     for r in &rows {
         let ratio = r.plinth / r.baseline;
-        println!("| {} | {:.0} | {:.1} | {:.0} | {ratio:.2}× |", r.clients, r.plinth, r.per_tx, r.baseline);
+        println!(
+            "| {} | {:.0} | {:.1} | {:.0} | {ratio:.2}× |",
+            r.clients, r.plinth, r.per_tx, r.baseline
+        );
     }
     Ok(())
 }
@@ -59,10 +62,16 @@ struct Row {
 }
 
 async fn last_position(client: &tokio_postgres::Client) -> anyhow::Result<i64> {
-    Ok(client.query_one("select coalesce(max(position), 0) from events", &[]).await?.get(0))
+    Ok(client
+        .query_one("select coalesce(max(position), 0) from events", &[])
+        .await?
+        .get(0))
 }
 
-async fn events_per_transaction(client: &tokio_postgres::Client, after: i64) -> anyhow::Result<f64> {
+async fn events_per_transaction(
+    client: &tokio_postgres::Client,
+    after: i64,
+) -> anyhow::Result<f64> {
     let row = client
         .query_one(
             "select count(*)::float8 / greatest(count(distinct tx), 1) from events
@@ -117,7 +126,13 @@ async fn measure(args: &BenchAppendArgs, url: &str) -> anyhow::Result<Vec<Row>> 
         .json()
         .await?;
     let grant = json!({"tenant_id": root, "user_id": me["id"], "role": "editor"});
-    post(&http, &base, &token, json!({"type": "GrantTenantAccess", "data": grant})).await?;
+    post(
+        &http,
+        &base,
+        &token,
+        json!({"type": "GrantTenantAccess", "data": grant}),
+    )
+    .await?;
     let token = user_token;
 
     let baseline_conns = connect_many(url, max_clients).await?;
@@ -129,7 +144,12 @@ async fn measure(args: &BenchAppendArgs, url: &str) -> anyhow::Result<Vec<Row>> 
         let plinth = run_http(&http, &base, &token, &tenants[..clients], duration).await?;
         let per_tx = events_per_transaction(&baseline_conns[0], before).await?;
         eprintln!("{clients:>3} clients: plinth {plinth:.0}/s ({per_tx:.1} commands per commit), baseline {baseline:.0}/s");
-        rows.push(Row { clients, plinth, baseline, per_tx });
+        rows.push(Row {
+            clients,
+            plinth,
+            baseline,
+            per_tx,
+        });
     }
     app.handle.abort();
     Ok(rows)

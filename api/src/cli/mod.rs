@@ -32,6 +32,13 @@ enum Commands {
         /// Development mode: find or start PostgreSQL, make up a secret, print a token.
         #[arg(long)]
         dev: bool,
+        #[command(flatten)]
+        parts: serve::Parts,
+    },
+    /// Run only the projectors (they also run inside `serve`).
+    Project {
+        #[arg(long, env = "DATABASE_URL")]
+        database_url: String,
     },
     /// Apply pending migrations and exit.
     Migrate {
@@ -90,7 +97,12 @@ pub fn main() -> anyhow::Result<()> {
 
 async fn run(command: Commands) -> anyhow::Result<()> {
     match command {
-        Commands::Serve { settings, dev } => serve::serve(settings, dev).await,
+        Commands::Serve {
+            settings,
+            dev,
+            parts,
+        } => serve::serve(settings, dev, parts).await,
+        Commands::Project { database_url } => serve::project(&database_url).await,
         Commands::Migrate { database_url } => {
             let pool = plinth_commands::pool(&database_url, 2)?;
             let applied = plinth_commands::migrate::run(&pool).await?;

@@ -1,4 +1,10 @@
 //! CLI glue for the Kafka relay (`plinth relay`, `republish`, `consume`, `bench relay`).
+//! Everything of substance lives in `plinth_projections::relay`.
+
+use std::time::Duration;
+
+use anyhow::Context as _;
+use plinth_projections::relay::{self, BenchOptions, ConsumeConfig, RelayConfig};
 
 #[derive(Debug, clap::Args)]
 pub(crate) struct RelayArgs {
@@ -8,6 +14,16 @@ pub(crate) struct RelayArgs {
     pub(crate) kafka_brokers: String,
     #[arg(long, env = "PLINTH_KAFKA_TOPIC_PREFIX", default_value = "plinth")]
     pub(crate) topic_prefix: String,
+    /// Checkpoint name: processes sharing it elect one leader; another name publishes the
+    /// whole log again, independently (e.g. to a second cluster).
+    #[arg(long, env = "PLINTH_KAFKA_RELAY_NAME", default_value = relay::DEFAULT_NAME)]
+    pub(crate) name: String,
+    /// Partitions of topics the relay creates.
+    #[arg(long, env = "PLINTH_KAFKA_PARTITIONS", default_value_t = 6)]
+    pub(crate) partitions: i32,
+    /// Replication factor of topics the relay creates (3 in production).
+    #[arg(long, env = "PLINTH_KAFKA_REPLICATION_FACTOR", default_value_t = 1)]
+    pub(crate) replication_factor: i32,
 }
 
 #[derive(Debug, clap::Args)]
@@ -18,8 +34,10 @@ pub(crate) struct RepublishArgs {
     pub(crate) kafka_brokers: String,
     #[arg(long, env = "PLINTH_KAFKA_TOPIC_PREFIX", default_value = "plinth")]
     pub(crate) topic_prefix: String,
+    /// First position to send (inclusive).
     #[arg(long)]
     pub(crate) from_position: i64,
+    /// Last position to send (inclusive); default: the head of the log when it starts.
     #[arg(long)]
     pub(crate) to_position: Option<i64>,
 }
@@ -33,6 +51,12 @@ pub(crate) struct ConsumeArgs {
     pub(crate) topic: String,
     #[arg(long, default_value = "plinth-example-consumer")]
     pub(crate) group: String,
+    /// Start a new group at the end of the topic instead of its beginning.
+    #[arg(long)]
+    pub(crate) from_latest: bool,
+    /// Stop after this many events.
+    #[arg(long)]
+    pub(crate) max_events: Option<u64>,
 }
 
 #[derive(Debug, clap::Args)]
@@ -49,20 +73,85 @@ pub(crate) struct BenchRelayArgs {
     /// Events in the log to relay.
     #[arg(long, default_value_t = 1_000_000)]
     pub(crate) events: u64,
+    /// Command rate of the latency run.
+    #[arg(long, default_value_t = 500)]
+    pub(crate) rate: u32,
+    /// Length of the latency run, in seconds.
+    #[arg(long, default_value_t = 20)]
+    pub(crate) latency_seconds: u64,
+    /// Keep the benchmark database instead of dropping it.
+    #[arg(long)]
+    pub(crate) keep_database: bool,
 }
 
-pub(crate) async fn relay(_args: RelayArgs) -> anyhow::Result<()> {
-    anyhow::bail!("the Kafka relay is not built yet")
+/// Fails fast on an unreachable database or a missing schema, instead of retrying forever.
+async fn connect(database_url: &str) -> anyhow::Result<deadpool_postgres::Pool> {
+    let pool = plinth_commands::pool(database_url, 4)?;
+    let client = pool
+        .get()
+        .await
+        .context("failed to connect to PostgreSQL")?;
+    let migrated: bool = client
+        .query_one("select to_regclass('relay_checkpoints') is not null", &[])
+        .await?
+        .get(0);
+    anyhow::ensure!(
+        migrated,
+        "the database lacks the relay's tables: run `plinth migrate` first"
+    );
+    Ok(pool)
 }
 
-pub(crate) async fn republish(_args: RepublishArgs) -> anyhow::Result<()> {
-    anyhow::bail!("republish is not built yet")
+pub(crate) async fn relay(args: RelayArgs) -> anyhow::Result<()> {
+    let pool = connect(&args.database_url).await?;
+    let config = RelayConfig {
+        database_url: Some(args.database_url),
+        name: args.name,
+        partitions: args.partitions,
+        replication_factor: args.replication_factor,
+        ..RelayConfig::new(args.kafka_brokers, args.topic_prefix)
+    };
+    relay::run(pool, config, crate::app::shutdown_signal()).await
 }
 
-pub(crate) async fn consume(_args: ConsumeArgs) -> anyhow::Result<()> {
-    anyhow::bail!("the example consumer is not built yet")
+pub(crate) async fn republish(args: RepublishArgs) -> anyhow::Result<()> {
+    let pool = connect(&args.database_url).await?;
+    let config = RelayConfig::new(args.kafka_brokers, args.topic_prefix);
+    let sent = relay::republish(pool, config, args.from_position, args.to_position).await?;
+    println!("republished {sent} event(s)");
+    Ok(())
 }
 
-pub(crate) async fn bench_relay(_args: BenchRelayArgs) -> anyhow::Result<()> {
-    anyhow::bail!("the relay benchmark is not built yet")
+pub(crate) async fn consume(args: ConsumeArgs) -> anyhow::Result<()> {
+    let mut config = ConsumeConfig::new(args.kafka_brokers, args.group, vec![args.topic]);
+    config.from_beginning = !args.from_latest;
+    config.max_events = args.max_events;
+    let stats = relay::consume(&config, crate::app::shutdown_signal(), |event| {
+        // The "processing": one JSON line per event on stdout.
+        let line = serde_json::to_string(&event);
+        async move {
+            println!("{}", line?);
+            Ok(())
+        }
+    })
+    .await?;
+    eprintln!(
+        "handled {} event(s), skipped {} redelivered",
+        stats.handled, stats.duplicates
+    );
+    Ok(())
+}
+
+pub(crate) async fn bench_relay(args: BenchRelayArgs) -> anyhow::Result<()> {
+    let report = relay::bench(BenchOptions {
+        database_url: args.database_url,
+        brokers: args.kafka_brokers,
+        events: args.events,
+        commands_per_second: args.rate,
+        latency_duration: Duration::from_secs(args.latency_seconds),
+        keep_database: args.keep_database,
+    })
+    .await?;
+    print!("{report}");
+    Ok(())
 }

@@ -1,12 +1,29 @@
-//! `plinth serve`: migrations, then the API (and, beside it, the projectors and the relay).
+//! `plinth serve`: migrations, then the API, the projectors and (when brokers are configured)
+//! the Kafka relay, side by side in one process. Each can also run alone (`plinth project`,
+//! `plinth relay`, `serve --without-projectors --without-relay`) to scale out.
+
+use std::future::Future;
 
 use anyhow::Context as _;
+use deadpool_postgres::Pool;
 use tokio::net::TcpListener;
+use tokio::sync::watch;
 
 use crate::app;
 use crate::settings::Settings;
 
-pub(crate) async fn serve(mut settings: Settings, dev: bool) -> anyhow::Result<()> {
+/// Which of the long-running parts this process runs besides the API.
+#[derive(Debug, Clone, Copy, clap::Args)]
+pub(crate) struct Parts {
+    /// Do not run the projectors here (another process does).
+    #[arg(long)]
+    pub(crate) without_projectors: bool,
+    /// Do not run the Kafka relay here (another process does).
+    #[arg(long)]
+    pub(crate) without_relay: bool,
+}
+
+pub(crate) async fn serve(mut settings: Settings, dev: bool, parts: Parts) -> anyhow::Result<()> {
     if dev {
         super::dev::prepare(&mut settings).await?;
     }
@@ -19,18 +36,78 @@ pub(crate) async fn serve(mut settings: Settings, dev: bool) -> anyhow::Result<(
     if dev {
         print_dev_banner(&settings, listener.local_addr()?)?;
     }
+    let (stop_tx, stop_rx) = watch::channel(false);
     let mut tasks = tokio::task::JoinSet::new();
-    tasks.spawn(async move { ("api", app::serve_until_shutdown(state, listener).await) });
-    // Whichever task ends first ends the process; say which and why.
-    if let Some(ended) = tasks.join_next().await {
-        let (name, result) = ended?;
+    let pool = state.pool.clone();
+    let api_stop = stop_rx.clone();
+    tasks.spawn(async move {
+        let shutdown = async move {
+            tokio::select! {
+                () = app::shutdown_signal() => {},
+                () = stopped(api_stop) => {},
+            }
+        };
+        (
+            "api",
+            app::serve_with_shutdown(state, listener, shutdown).await,
+        )
+    });
+    if !parts.without_projectors {
+        let (pool, stop) = (pool.clone(), stop_rx.clone());
+        tasks.spawn(async move { ("projectors", run_projectors(pool, stopped(stop)).await) });
+    }
+    match (&settings.kafka_brokers, parts.without_relay) {
+        (Some(brokers), false) => {
+            let mut config = plinth_projections::relay::RelayConfig::new(
+                brokers.clone(),
+                settings.kafka_topic_prefix.clone(),
+            );
+            // Its own LISTEN connection: woken by each commit instead of polling.
+            config.database_url = settings.database_url.clone();
+            let (pool, stop) = (pool.clone(), stop_rx.clone());
+            tasks.spawn(async move {
+                (
+                    "kafka relay",
+                    plinth_projections::relay::run(pool, config, stopped(stop)).await,
+                )
+            });
+        }
+        (None, false) => tracing::info!("PLINTH_KAFKA_BROKERS is unset: events are not published"),
+        (_, true) => {}
+    }
+    // The first part to end, for whatever reason, ends the process: say which and why, then
+    // stop the others and let them finish what they are doing.
+    let mut first: Option<anyhow::Result<()>> = None;
+    while let Some(ended) = tasks.join_next().await {
+        let (name, result) = ended.context("a task panicked")?;
         match &result {
             Ok(()) => tracing::info!(task = name, "stopped"),
-            Err(e) => tracing::error!(task = name, error = %e, "failed"),
+            Err(e) => tracing::error!(task = name, error = format!("{e:#}"), "failed"),
         }
-        return result;
+        stop_tx.send_replace(true);
+        first.get_or_insert(result);
     }
+    first.unwrap_or(Ok(()))
+}
+
+async fn run_projectors(
+    _pool: Pool,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    // The read side lands separately; until then the projectors part idles until shutdown.
+    shutdown.await;
     Ok(())
+}
+
+/// `plinth project`: only the projectors.
+pub(crate) async fn project(database_url: &str) -> anyhow::Result<()> {
+    let pool = plinth_commands::pool(database_url, 8)?;
+    plinth_commands::migrate::run(&pool).await?;
+    run_projectors(pool, app::shutdown_signal()).await
+}
+
+async fn stopped(mut stop: watch::Receiver<bool>) {
+    let _ = stop.wait_for(|s| *s).await;
 }
 
 fn print_dev_banner(settings: &Settings, address: std::net::SocketAddr) -> anyhow::Result<()> {
@@ -44,8 +121,9 @@ fn print_dev_banner(settings: &Settings, address: std::net::SocketAddr) -> anyho
          Platform administrator `{admin}`; a token valid for 7 days:\n\n  export TOKEN={token}\n\n\
          Try:\n  curl -s -H \"Authorization: Bearer $TOKEN\" http://{address}/v1/me\n  \
          curl -s -H \"Authorization: Bearer $TOKEN\" -H 'Content-Type: application/json' \\\n    \
-         -d '{{\"type\":\"CreateTenant\",\"data\":{{\"name\":\"Sarah Corp\"}}}}' http://{address}/v1/commands\n\n\
-         More tokens: PLINTH_JWT_SECRET=$(cat .plinth/dev-secret) plinth token --subject alice\n",
+         -d '{{\"type\":\"CreateTenant\",\"data\":{{\"name\":\"Sarah Corp\"}}}}' http://{address}/v1/commands\n  \
+         curl -s -H \"Authorization: Bearer $TOKEN\" http://{address}/v1/tenants\n\n\
+         More tokens: PLINTH_JWT_SECRET=$(cat .plinth/dev-secret) cargo run --release -- token --subject alice\n",
         admin = super::dev::DEV_ADMIN,
     );
     Ok(())

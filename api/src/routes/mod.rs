@@ -2,5 +2,6 @@
 
 pub(crate) mod commands;
 pub(crate) mod me;
+pub(crate) mod openapi;
 pub(crate) mod ops;
 pub(crate) mod queries;

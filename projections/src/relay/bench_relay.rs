@@ -1,0 +1,434 @@
+//! `plinth bench relay`: relay throughput from a large log, and command-to-Kafka latency.
+//!
+//! Runs against a scratch database created on the given server (dropped afterwards) and a
+//! fresh topic prefix, so it never touches real data or topics.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use anyhow::Context as _;
+use deadpool_postgres::Pool;
+use hdrhistogram::Histogram;
+use plinth_commands::{CommandBus, Submission};
+use plinth_domain::{Actor, Command, UserId};
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{Consumer as _, StreamConsumer};
+use rdkafka::message::{Headers as _, Message as _};
+use rdkafka::{Offset, TopicPartitionList};
+use tokio::time::Instant;
+use tokio_postgres::NoTls;
+use uuid::Uuid;
+
+use super::producer::Context;
+use super::{checkpoint, RelayConfig};
+
+/// What to measure.
+#[derive(Debug, Clone)]
+pub struct BenchOptions {
+    /// A PostgreSQL URL; the scratch database is created on its server.
+    pub database_url: String,
+    pub brokers: String,
+    /// Events in the log for the throughput run.
+    pub events: u64,
+    /// Steady command rate for the latency run.
+    pub commands_per_second: u32,
+    /// Length of the latency run.
+    pub latency_duration: Duration,
+    /// Keep the scratch database (and print its name) instead of dropping it.
+    pub keep_database: bool,
+}
+
+impl Default for BenchOptions {
+    fn default() -> Self {
+        Self {
+            database_url: "postgres://postgres@127.0.0.1:5432/postgres".to_owned(),
+            brokers: "127.0.0.1:9092".to_owned(),
+            events: 1_000_000,
+            commands_per_second: 500,
+            latency_duration: Duration::from_secs(20),
+            keep_database: false,
+        }
+    }
+}
+
+/// The figures `plinth bench relay` prints.
+#[derive(Debug, Clone)]
+pub struct BenchReport {
+    pub events: u64,
+    pub seed_time: Duration,
+    pub publish_time: Duration,
+    pub commands_per_second: u32,
+    pub commands: u64,
+    pub command_errors: u64,
+    pub received: u64,
+    pub p50: Duration,
+    pub p90: Duration,
+    pub p99: Duration,
+    pub max: Duration,
+}
+
+impl BenchReport {
+    pub fn events_per_second(&self) -> f64 {
+        self.events as f64 / self.publish_time.as_secs_f64().max(1e-9)
+    }
+}
+
+impl fmt::Display for BenchReport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let ms = |d: Duration| format!("{:.1} ms", d.as_secs_f64() * 1000.0);
+        let rows = [
+            ("events in the log", self.events.to_string()),
+            (
+                "time to build the log",
+                format!("{:.1} s", self.seed_time.as_secs_f64()),
+            ),
+            (
+                "time to publish the log",
+                format!("{:.1} s", self.publish_time.as_secs_f64()),
+            ),
+            (
+                "relay throughput",
+                format!("{:.0} events/s (goal >= 50000)", self.events_per_second()),
+            ),
+            (
+                "latency run",
+                format!(
+                    "{} commands at {}/s",
+                    self.commands, self.commands_per_second
+                ),
+            ),
+            ("command errors", self.command_errors.to_string()),
+            ("events received", self.received.to_string()),
+            ("command-to-Kafka p50", ms(self.p50)),
+            ("command-to-Kafka p90", ms(self.p90)),
+            ("command-to-Kafka p99", ms(self.p99)),
+            ("command-to-Kafka max", ms(self.max)),
+        ];
+        writeln!(f, "plinth bench relay")?;
+        writeln!(f, "{}", "-".repeat(64))?;
+        for (k, v) in rows {
+            writeln!(f, "{k:<26} {v}")?;
+        }
+        Ok(())
+    }
+}
+
+/// Runs both measurements and returns the figures.
+pub async fn bench(options: BenchOptions) -> anyhow::Result<BenchReport> {
+    let scratch = Scratch::create(&options.database_url).await?;
+    let result = measure(&options, &scratch).await;
+    if options.keep_database {
+        eprintln!("kept database {}", scratch.name);
+    } else {
+        scratch.drop_database().await?;
+    }
+    result
+}
+
+async fn measure(options: &BenchOptions, scratch: &Scratch) -> anyhow::Result<BenchReport> {
+    let pool = scratch.pool.clone();
+    eprintln!(
+        "building a log of {} events in {}",
+        options.events, scratch.name
+    );
+    let started = Instant::now();
+    seed_log(&pool, options.events, (options.events / 10).max(1)).await?;
+    let seed_time = started.elapsed();
+
+    let prefix = format!("bench-{}", Uuid::now_v7().simple());
+    let config = RelayConfig {
+        database_url: Some(scratch.url.clone()),
+        ..RelayConfig::new(&options.brokers, &prefix)
+    };
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let relay = tokio::spawn(super::run(pool.clone(), config.clone(), async move {
+        let _ = stopped.await;
+    }));
+
+    eprintln!("publishing to {prefix}.*");
+    let started = Instant::now();
+    let head: i64 = pool
+        .get()
+        .await?
+        .query_one("select coalesce(max(position), 0) from events", &[])
+        .await?
+        .get(0);
+    let mut last_report = Instant::now();
+    loop {
+        let at = checkpoint(&pool, &config.name)
+            .await?
+            .map_or(0, |c| c.position);
+        if at >= head {
+            break;
+        }
+        anyhow::ensure!(!relay.is_finished(), "the relay stopped early");
+        if last_report.elapsed() >= Duration::from_secs(2) {
+            eprintln!("  published up to position {at} of {head}");
+            last_report = Instant::now();
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let publish_time = started.elapsed();
+    eprintln!("published in {:.1} s", publish_time.as_secs_f64());
+
+    let latency = latency_run(options, &pool, &prefix).await;
+    let _ = stop.send(());
+    relay.await.context("relay task")??;
+    let latency = latency?;
+    Ok(BenchReport {
+        events: options.events,
+        seed_time,
+        publish_time,
+        ..latency
+    })
+}
+
+/// Submits commands at a steady rate through the command bus and times each from submission
+/// to its event's arrival at a consumer of the tenants topic.
+async fn latency_run(
+    options: &BenchOptions,
+    pool: &Pool,
+    prefix: &str,
+) -> anyhow::Result<BenchReport> {
+    let topic = format!("{prefix}.tenants");
+    let mut client = ClientConfig::new();
+    client
+        .set("bootstrap.servers", &options.brokers)
+        .set("group.id", format!("{prefix}-latency"))
+        .set("enable.auto.commit", "false")
+        .set("fetch.wait.max.ms", "10");
+    let consumer: StreamConsumer<Context> = client.create_with_context(Context)?;
+    // Start at the current end of every partition: only the commands below are measured.
+    let metadata = consumer.fetch_metadata(Some(&topic), Duration::from_secs(10))?;
+    let mut assignment = TopicPartitionList::new();
+    for partition in metadata.topics().iter().flat_map(|t| t.partitions()) {
+        let (_, high) =
+            consumer.fetch_watermarks(&topic, partition.id(), Duration::from_secs(10))?;
+        assignment.add_partition_offset(&topic, partition.id(), Offset::Offset(high))?;
+    }
+    consumer.assign(&assignment)?;
+
+    let sent: Arc<Mutex<HashMap<Uuid, Instant>>> = Arc::default();
+    let commands = (options.commands_per_second as u64 * options.latency_duration.as_secs()).max(1);
+    let bus = CommandBus::start(pool.clone(), 2);
+    let actor = Actor {
+        user_id: UserId::for_identity("bench", "relay"),
+        platform_admin: true,
+    };
+    eprintln!(
+        "latency: {commands} commands at {}/s",
+        options.commands_per_second
+    );
+
+    let submitter = {
+        let sent = sent.clone();
+        async move {
+            let mut tick =
+                tokio::time::interval(Duration::from_secs(1) / options.commands_per_second.max(1));
+            let mut tasks = Vec::with_capacity(commands as usize);
+            for _ in 0..commands {
+                tick.tick().await;
+                let command = Command::parse(
+                    "CreateTenant",
+                    serde_json::json!({ "name": format!("bench {}", Uuid::now_v7()) }),
+                )?;
+                let submission = Submission::new(actor.clone(), command);
+                let bus = bus.clone();
+                let sent = sent.clone();
+                tasks.push(tokio::spawn(async move {
+                    sent.lock()
+                        .expect("not poisoned")
+                        .insert(submission.correlation_id, Instant::now());
+                    bus.submit(submission).await.is_ok()
+                }));
+            }
+            let mut errors = 0u64;
+            for task in tasks {
+                if !task.await? {
+                    errors += 1;
+                }
+            }
+            anyhow::Ok(errors)
+        }
+    };
+    let receiver = async {
+        let mut histogram = Histogram::<u64>::new(3)?;
+        let deadline = Instant::now() + options.latency_duration + Duration::from_secs(30);
+        while histogram.len() < commands && Instant::now() < deadline {
+            let Ok(Ok(message)) =
+                tokio::time::timeout(Duration::from_millis(500), consumer.recv()).await
+            else {
+                continue;
+            };
+            let arrived = Instant::now();
+            let correlation = message
+                .headers()
+                .and_then(|h| {
+                    h.iter()
+                        .find(|h| h.key == "plinth_correlation_id")
+                        .and_then(|h| h.value)
+                })
+                .and_then(|v| std::str::from_utf8(v).ok()?.parse::<Uuid>().ok());
+            let Some(submitted) =
+                correlation.and_then(|c| sent.lock().expect("not poisoned").remove(&c))
+            else {
+                continue;
+            };
+            histogram.record((arrived - submitted).as_micros() as u64)?;
+        }
+        anyhow::Ok(histogram)
+    };
+    let (errors, histogram) = tokio::try_join!(submitter, receiver)?;
+    let at = |q: f64| Duration::from_micros(histogram.value_at_quantile(q));
+    Ok(BenchReport {
+        events: 0,
+        seed_time: Duration::ZERO,
+        publish_time: Duration::ZERO,
+        commands_per_second: options.commands_per_second,
+        commands,
+        command_errors: errors,
+        received: histogram.len(),
+        p50: at(0.5),
+        p90: at(0.9),
+        p99: at(0.99),
+        max: Duration::from_micros(histogram.max()),
+    })
+}
+
+/// Appends `events` synthetic events to the log, spread over `streams` streams of the four
+/// resource kinds, generated inside PostgreSQL in chunks of 100,000 (one transaction each).
+/// The rows are shaped like real ones (prefixed stream ids, contiguous versions, metadata with
+/// command/correlation/causation ids) but bypass the write side: no stream rows, and the hash
+/// column holds a dummy, so `plinth audit verify` would reject them. For benchmarks and tests
+/// of the relay only. Calling it again continues the same streams.
+pub async fn seed_log(pool: &Pool, events: u64, streams: u64) -> anyhow::Result<()> {
+    const CHUNK: i64 = 100_000;
+    let client = pool.get().await?;
+    let already: i64 = client
+        .query_one("select count(*) from events", &[])
+        .await?
+        .get(0);
+    let streams = streams.max(1) as i64;
+    let statement = client
+        .prepare(
+            "insert into events (event_id, stream_id, stream_version, event_type, schema_version, data,
+                                 metadata, recorded_at, hash)
+             select gen_random_uuid(), g.stream_id, g.version,
+                    case when g.version = 1 then g.created else 'AnnotationSet' end, 1,
+                    case when g.version = 1
+                         then json_build_object(g.field, g.stream_id, 'name', 'bench ' || g.s, 'description', null)
+                         else json_build_object('resource_id', g.stream_id, 'key', 'bench.plinth.dev/n',
+                                                'value', g.i::text)
+                    end,
+                    json_build_object('actor', null, 'command_id', g.command_id,
+                                      'correlation_id', g.command_id, 'causation_id', g.command_id),
+                    clock_timestamp(), '\\x00'::bytea
+             from (
+                 select i, s, i / $3 + 1 as version, gen_random_uuid() as command_id,
+                        (array['tnntten', 'lctnloc', 'resopro', 'resoprv'])[1 + s % 4]
+                            || '-' || lpad(s::text, 21, '0') as stream_id,
+                        (array['TenantCreated', 'LocationCreated', 'ResourceProviderCreated',
+                               'ProviderRegistered'])[1 + s % 4] as created,
+                        (array['tenant_id', 'location_id', 'resource_provider_id', 'provider_id'])[1 + s % 4]
+                            as field
+                 from (select i, i % $3 as s from generate_series($1::int8, $2::int8) i) x
+             ) g
+             order by g.i",
+        )
+        .await?;
+    let end = already + events as i64;
+    let mut from = already;
+    while from < end {
+        let to = (from + CHUNK).min(end) - 1;
+        client.execute(&statement, &[&from, &to, &streams]).await?;
+        from = to + 1;
+    }
+    client.batch_execute("analyze events").await?;
+    Ok(())
+}
+
+/// The bench's own database.
+struct Scratch {
+    admin_url: String,
+    name: String,
+    url: String,
+    pool: Pool,
+}
+
+impl Scratch {
+    async fn create(database_url: &str) -> anyhow::Result<Self> {
+        let name = format!("plinth_bench_relay_{}", Uuid::now_v7().simple());
+        let (client, connection) = tokio_postgres::connect(database_url, NoTls)
+            .await
+            .context("failed to connect to PostgreSQL")?;
+        tokio::spawn(connection);
+        client
+            .batch_execute(&format!("create database {name}"))
+            .await?;
+        let url = replace_dbname(database_url, &name)?;
+        let pool = plinth_commands::pool(&url, 8)?;
+        plinth_commands::migrate::run(&pool).await?;
+        Ok(Self {
+            admin_url: database_url.to_owned(),
+            name,
+            url,
+            pool,
+        })
+    }
+
+    async fn drop_database(self) -> anyhow::Result<()> {
+        drop(self.pool);
+        let (client, connection) = tokio_postgres::connect(&self.admin_url, NoTls).await?;
+        tokio::spawn(connection);
+        client
+            .batch_execute(&format!(
+                "drop database if exists {} with (force)",
+                self.name
+            ))
+            .await?;
+        Ok(())
+    }
+}
+
+/// `database_url` pointing at database `name` instead (URL form only).
+fn replace_dbname(database_url: &str, name: &str) -> anyhow::Result<String> {
+    let (base, query) = match database_url.split_once('?') {
+        Some((b, q)) => (b, Some(q)),
+        None => (database_url, None),
+    };
+    let scheme_end = base
+        .find("://")
+        .context("DATABASE_URL must be a postgres:// URL for the bench")?
+        + 3;
+    let host_part = match base[scheme_end..].find('/') {
+        Some(i) => &base[..scheme_end + i],
+        None => base,
+    };
+    Ok(match query {
+        Some(q) => format!("{host_part}/{name}?{q}"),
+        None => format!("{host_part}/{name}"),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::replace_dbname;
+
+    #[test]
+    fn the_scratch_url_keeps_server_and_options() {
+        assert_eq!(
+            replace_dbname("postgres://u@h:5432/db", "x").unwrap(),
+            "postgres://u@h:5432/x"
+        );
+        assert_eq!(
+            replace_dbname("postgres://u@h", "x").unwrap(),
+            "postgres://u@h/x"
+        );
+        assert_eq!(
+            replace_dbname("postgres://u@h/db?sslmode=disable", "x").unwrap(),
+            "postgres://u@h/x?sslmode=disable"
+        );
+    }
+}
