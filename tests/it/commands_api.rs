@@ -412,3 +412,49 @@ async fn the_seed_example_runs_through_the_command_api() {
         "ProviderAuthorized"
     );
 }
+
+#[tokio::test]
+async fn the_openapi_document_describes_the_routes() {
+    let app = spawn_app().await;
+    let doc = app
+        .http
+        .get(format!("{}/openapi.json", app.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(doc.status(), 200);
+    let doc: serde_json::Value = doc.json().await.unwrap();
+    assert_eq!(doc["openapi"], "3.1.0");
+    for path in [
+        "/v1/commands",
+        "/v1/me",
+        "/v1/tenants/{id}/descendants",
+        "/v1/access/check",
+        "/v1/audit",
+    ] {
+        assert!(doc["paths"][path].is_object(), "{path} missing");
+    }
+    // Every documented GET route answers something other than "no such route".
+    let admin = app.admin();
+    for path in doc["paths"].as_object().unwrap().keys() {
+        let concrete = path.replace("{id}", "tnntten-AAAAAAAAAAAAAAAAAAAAA");
+        if doc["paths"][path]["get"].is_object() {
+            let reply = app.get(&admin, &concrete).await;
+            assert_ne!(reply.body["detail"], "no such route", "{path}");
+        }
+    }
+}
+
+#[tokio::test]
+async fn health_readiness_and_metrics_answer() {
+    let app = spawn_app().await;
+    for path in ["/healthz", "/readyz", "/metrics"] {
+        let response = app
+            .http
+            .get(format!("{}{path}", app.base))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 200, "{path}");
+    }
+}

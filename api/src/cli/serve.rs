@@ -54,7 +54,13 @@ pub(crate) async fn serve(mut settings: Settings, dev: bool, parts: Parts) -> an
     });
     if !parts.without_projectors {
         let (pool, stop) = (pool.clone(), stop_rx.clone());
-        tasks.spawn(async move { ("projectors", run_projectors(pool, stopped(stop)).await) });
+        let url = settings.database_url.clone().unwrap_or_default();
+        tasks.spawn(async move {
+            (
+                "projectors",
+                run_projectors(pool, &url, stopped(stop)).await,
+            )
+        });
     }
     match (&settings.kafka_brokers, parts.without_relay) {
         (Some(brokers), false) => {
@@ -90,20 +96,25 @@ pub(crate) async fn serve(mut settings: Settings, dev: bool, parts: Parts) -> an
     first.unwrap_or(Ok(()))
 }
 
+/// The projectors, woken by LISTEN on a connection made from `database_url` (with its
+/// credentials; without it the runner would fall back to polling under password auth).
 async fn run_projectors(
-    _pool: Pool,
+    pool: Pool,
+    database_url: &str,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
-    // The read side lands separately; until then the projectors part idles until shutdown.
-    shutdown.await;
-    Ok(())
+    let config = plinth_projections::read::RunnerConfig {
+        listen: Some(database_url.parse().context("invalid DATABASE_URL")?),
+        ..Default::default()
+    };
+    plinth_projections::read::run_projectors_with(pool, config, shutdown).await
 }
 
 /// `plinth project`: only the projectors.
 pub(crate) async fn project(database_url: &str) -> anyhow::Result<()> {
     let pool = plinth_commands::pool(database_url, 8)?;
     plinth_commands::migrate::run(&pool).await?;
-    run_projectors(pool, app::shutdown_signal()).await
+    run_projectors(pool, database_url, app::shutdown_signal()).await
 }
 
 async fn stopped(mut stop: watch::Receiver<bool>) {

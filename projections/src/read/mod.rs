@@ -1,1 +1,38 @@
-//! Read models and queries (issue 3).
+//! The read side: projectors that tail the event log into read models (schema `read`), the
+//! queries that answer from them, and rebuilding them from the log.
+//!
+//! - [`run_projectors`] applies every [`Projection`] as events commit (LISTEN/NOTIFY plus a
+//!   fallback poll), each with its own checkpoint written in the same transaction as its rows,
+//!   each applied by one process at a time (advisory lock, with failover).
+//! - [`wait_for_position`] is read-your-writes: it waits until every projection has applied the
+//!   event at a position a command returned.
+//! - [`queries`] answers the API's reads, authorization included, in indexed lookups only (the
+//!   tenant tree is a materialized path: `docs/adr/0002-tenant-tree-read-model.md`).
+//! - [`rebuild`] rebuilds projections into fresh tables from the log and swaps them in
+//!   atomically; [`bench_rebuild`] measures it (`plinth bench rebuild`).
+//!
+//! One code path turns events into rows (`changes`): a batch of events is folded in memory into
+//! per-key changes, then written set-wise. The incremental projector and the rebuild differ only
+//! in batch size and in how the changes reach the tables; the property test in `tests` checks
+//! that they agree with each other and with the domain's in-memory model of the rules.
+
+mod bench;
+mod changes;
+mod projection;
+pub mod queries;
+mod rebuild;
+mod runner;
+mod synthetic;
+
+pub use bench::{bench_rebuild, peak_rss_kib, BenchOptions, BenchReport};
+pub use projection::{Projection, ProjectionSet};
+pub use rebuild::{
+    rebuild, rebuild_in_batches, RebuildProgress, RebuildReport, REBUILD_BATCH, REBUILD_SCHEMA,
+};
+pub use runner::{
+    run_projectors, run_projectors_with, wait_for_position, NotYet, RunnerConfig, CHANNEL,
+};
+pub use synthetic::LogWriter;
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,197 @@
+//! Read routes: the query API over the read models (`plinth_projections::read`).
+//!
+//! Conventions shared by every route here:
+//! - **Authorization.** Every read is checked against the caller's grants as the `tenants`
+//!   projection has them. Something the caller may not see answers **404**, exactly like
+//!   something that does not exist, so that ids cannot be probed; the audit log without a
+//!   tenant filter, which only platform administrators may read, is the one 403.
+//! - **Read-your-writes.** `?min_position=N` (the `position` a command returned) waits until
+//!   every projection has applied that event, for at most [`MIN_POSITION_WAIT`]; then 503 with
+//!   `Retry-After`.
+//! - **Pagination.** Lists answer `{"items": [...], "next": cursor|null}`; pass `next` back as
+//!   `?after=`. `?limit=` is 1 to 1000 (default 100). Cursors are opaque.
+//! - **Malformed ids** (wrong shape or prefix), limits, cursors, scopes or times are 400.
+
+mod log;
+mod resources;
+mod tenants;
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use axum::routing::get;
+use axum::Router;
+use base64::Engine as _;
+use serde::Serialize;
+
+use plinth_projections::read::queries::{Page, PageRequest, Viewer};
+
+use crate::auth::Caller;
+use crate::error::ApiError;
+use crate::state::AppState;
+
+/// How long `?min_position=` may hold a request before answering 503.
+pub(crate) const MIN_POSITION_WAIT: Duration = Duration::from_secs(3);
+/// Page size when `limit` is not given.
+pub(crate) const DEFAULT_LIMIT: i64 = 100;
+/// The largest `limit`.
+pub(crate) const MAX_LIMIT: i64 = 1000;
+
+/// The read routes; mounted beside the command routes.
+pub(crate) fn router() -> Router<AppState> {
+    Router::new()
+        .route("/v1/tenants", get(tenants::roots))
+        .route("/v1/tenants/{id}", get(tenants::tenant))
+        .route("/v1/tenants/{id}/children", get(tenants::children))
+        .route("/v1/tenants/{id}/ancestors", get(tenants::ancestors))
+        .route("/v1/tenants/{id}/descendants", get(tenants::descendants))
+        .route(
+            "/v1/tenants/{id}/locations",
+            get(resources::tenant_locations),
+        )
+        .route(
+            "/v1/tenants/{id}/resource-providers",
+            get(resources::tenant_resource_providers),
+        )
+        .route("/v1/locations/{id}", get(resources::location))
+        .route(
+            "/v1/locations/{id}/tenants",
+            get(resources::location_tenants),
+        )
+        .route(
+            "/v1/resource-providers/{id}",
+            get(resources::resource_provider),
+        )
+        .route(
+            "/v1/resource-providers/{id}/tenants",
+            get(resources::resource_provider_tenants),
+        )
+        .route("/v1/access/check", get(resources::access_check))
+        .route("/v1/resources/{id}/metadata", get(resources::metadata))
+        .route("/v1/streams/{id}/events", get(log::stream_events))
+        .route("/v1/audit", get(log::audit))
+}
+
+/// The query string, parsed on demand so that every malformed value is a clear 400.
+#[derive(Debug, Default)]
+pub(crate) struct Params(HashMap<String, String>);
+
+impl Params {
+    pub(crate) fn new(map: HashMap<String, String>) -> Self {
+        Self(map)
+    }
+
+    pub(crate) fn text(&self, name: &str) -> Option<&str> {
+        self.0
+            .get(name)
+            .map(String::as_str)
+            .filter(|s| !s.is_empty())
+    }
+
+    pub(crate) fn required(&self, name: &str) -> Result<&str, ApiError> {
+        self.text(name)
+            .ok_or_else(|| ApiError::BadRequest(format!("query parameter `{name}` is required")))
+    }
+
+    pub(crate) fn int(&self, name: &str) -> Result<Option<i64>, ApiError> {
+        self.text(name)
+            .map(|s| {
+                s.parse::<i64>()
+                    .map_err(|_| ApiError::BadRequest(format!("`{name}` must be an integer")))
+            })
+            .transpose()
+    }
+
+    pub(crate) fn time(
+        &self,
+        name: &str,
+    ) -> Result<Option<chrono::DateTime<chrono::Utc>>, ApiError> {
+        self.text(name)
+            .map(|s| {
+                chrono::DateTime::parse_from_rfc3339(s)
+                    .map(|t| t.with_timezone(&chrono::Utc))
+                    .map_err(|_| ApiError::BadRequest(format!("`{name}` must be an RFC 3339 time")))
+            })
+            .transpose()
+    }
+
+    /// `?after=&limit=`.
+    pub(crate) fn page(&self) -> Result<PageRequest, ApiError> {
+        let limit = self.int("limit")?.unwrap_or(DEFAULT_LIMIT);
+        if !(1..=MAX_LIMIT).contains(&limit) {
+            return Err(ApiError::BadRequest(format!(
+                "`limit` must be between 1 and {MAX_LIMIT}"
+            )));
+        }
+        let after = self
+            .text("after")
+            .map(|c| {
+                base64::engine::general_purpose::URL_SAFE_NO_PAD
+                    .decode(c)
+                    .ok()
+                    .and_then(|b| String::from_utf8(b).ok())
+                    .ok_or_else(|| {
+                        ApiError::BadRequest("`after` is not a cursor from `next`".into())
+                    })
+            })
+            .transpose()?;
+        Ok(PageRequest { after, limit })
+    }
+}
+
+/// A page as JSON, with its cursor made opaque.
+#[derive(Debug, Serialize)]
+pub(crate) struct PageBody<T> {
+    items: Vec<T>,
+    next: Option<String>,
+}
+
+impl<T> From<Page<T>> for PageBody<T> {
+    fn from(page: Page<T>) -> Self {
+        Self {
+            items: page.items,
+            next: page
+                .next
+                .map(|k| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(k)),
+        }
+    }
+}
+
+/// Everything a read needs: who asks, and a connection, once the read models cover
+/// `?min_position=`.
+pub(crate) async fn begin_read(
+    state: &AppState,
+    caller: &Caller,
+    params: &Params,
+) -> Result<(deadpool_postgres::Client, Viewer), ApiError> {
+    if let Some(position) = params.int("min_position")? {
+        if position < 0 {
+            return Err(ApiError::BadRequest("`min_position` must be ≥ 0".into()));
+        }
+        plinth_projections::read::wait_for_position(&state.pool, position, MIN_POSITION_WAIT)
+            .await
+            .map_err(|e| ApiError::Unavailable {
+                detail: format!("{e}; retry shortly"),
+                retry_after_secs: 1,
+            })?;
+    }
+    let client = state.pool.get().await.map_err(|e| ApiError::Unavailable {
+        detail: format!("the database is unavailable: {e}"),
+        retry_after_secs: 1,
+    })?;
+    Ok((client, Viewer::of(&caller.actor)))
+}
+
+/// Parses an id path segment with the domain's parser: malformed or wrongly prefixed is 400.
+pub(crate) fn parse_id<T, E: std::fmt::Display>(
+    raw: &str,
+    parse: impl FnOnce(&str) -> Result<T, E>,
+) -> Result<T, ApiError> {
+    parse(raw).map_err(|e| ApiError::BadRequest(e.to_string()))
+}
+
+pub(crate) fn not_found(what: &str, id: &str) -> ApiError {
+    ApiError::NotFound(format!(
+        "{what} {id} does not exist or is not visible to you"
+    ))
+}
