@@ -245,7 +245,12 @@ pub(crate) const WRITE_SQL: &str = "with inserted as (
              snapshot_version = excluded.snapshot_version
          returning 1
      )
-     select event_id, position, (select count(*) from written) from inserted";
+     -- The count forces the stream rows to be written; the notify (once per statement, and
+     -- PostgreSQL folds repeats within a transaction) wakes projectors and the relay, which
+     -- re-read the log: the payload carries nothing.
+     select event_id, position, (select count(*) from written),
+            (select pg_notify('plinth_events', ''))
+     from inserted";
 
 /// The parameters of [`WRITE_SQL`], built before anything is sent so that the statement can
 /// go out in the same pipeline as the commit.

@@ -143,8 +143,6 @@ impl EventStore {
         )?;
         world.streams.insert(user_id.to_string(), entry);
         rows::write(&tx, &event_rows, &world).await?;
-        tx.execute("select pg_notify('plinth_events', '')", &[])
-            .await?;
         tx.commit().await?;
         Ok(user_id)
     }
