@@ -420,31 +420,39 @@ async fn concurrent_first_requests_create_exactly_one_user() {
     );
 }
 
+/// Submits as a platform administrator.
+async fn submit(bus: &CommandBus, t: &str, data: serde_json::Value) -> plinth_commands::Processed {
+    bus.submit(Submission::new(platform(), command(t, data)))
+        .await
+}
+
+/// A fresh root tenant (named after the round) and a sub-tenant of it.
+async fn owner_and_sub(
+    bus: &CommandBus,
+    round: usize,
+) -> (
+    plinth_commands::CommandOutcome,
+    plinth_commands::CommandOutcome,
+) {
+    let (owner, _) = submit(
+        bus,
+        "CreateTenant",
+        json!({"name": format!("owner-{round}")}),
+    )
+    .await
+    .unwrap();
+    let parent = json!({"name": "sub", "parent_id": owner.stream_id});
+    let (sub, _) = submit(bus, "CreateTenant", parent).await.unwrap();
+    (owner, sub)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn authorizing_races_revoking_availability_and_never_wins_after_it() {
     let db = test_db().await;
     for round in 0..8 {
         let bus = CommandBus::start(db.pool.clone(), 2);
         let other = CommandBus::start(db.pool.clone(), 2);
-        let submit = |bus: &CommandBus, t: &str, data: serde_json::Value| {
-            let bus = bus.clone();
-            let cmd = command(t, data);
-            async move { bus.submit(Submission::new(platform(), cmd)).await }
-        };
-        let (owner, _) = submit(
-            &bus,
-            "CreateTenant",
-            json!({"name": format!("owner-{round}")}),
-        )
-        .await
-        .unwrap();
-        let (sub, _) = submit(
-            &bus,
-            "CreateTenant",
-            json!({"name": "sub", "parent_id": owner.stream_id}),
-        )
-        .await
-        .unwrap();
+        let (owner, sub) = owner_and_sub(&bus, round).await;
         let (rp, _) = submit(
             &bus,
             "CreateResourceProvider",
@@ -480,25 +488,7 @@ async fn availability_never_lands_on_a_tenant_deleted_at_the_same_time() {
     for round in 0..8 {
         let bus = CommandBus::start(db.pool.clone(), 2);
         let other = CommandBus::start(db.pool.clone(), 2);
-        let submit = |bus: &CommandBus, t: &str, data: serde_json::Value| {
-            let bus = bus.clone();
-            let cmd = command(t, data);
-            async move { bus.submit(Submission::new(platform(), cmd)).await }
-        };
-        let (owner, _) = submit(
-            &bus,
-            "CreateTenant",
-            json!({"name": format!("owner-{round}")}),
-        )
-        .await
-        .unwrap();
-        let (sub, _) = submit(
-            &bus,
-            "CreateTenant",
-            json!({"name": "sub", "parent_id": owner.stream_id}),
-        )
-        .await
-        .unwrap();
+        let (owner, sub) = owner_and_sub(&bus, round).await;
         let (location, _) = submit(
             &bus,
             "CreateLocation",
