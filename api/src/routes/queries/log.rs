@@ -10,7 +10,7 @@ use serde_json::{json, Value};
 use plinth_domain::{Aggregate, AggregateKind, Body, TenantId, UserId};
 use plinth_projections::read::queries::{self, AuditFilter, AuditRefusal};
 
-use super::{begin_read, not_found, parse_id, PageBody, Params};
+use super::{begin_read, not_found, parse_id, to_json, PageBody, Params};
 use crate::auth::Caller;
 use crate::error::ApiError;
 use crate::state::AppState;
@@ -48,9 +48,7 @@ pub(crate) async fn stream_events(
     let page = queries::stream_events(&client, &viewer, &id, &page)
         .await?
         .ok_or_else(|| not_found("stream", &id))?;
-    Ok(Json(
-        serde_json::to_value(PageBody::from(page)).map_err(anyhow::Error::from)?,
-    ))
+    to_json(PageBody::from(page))
 }
 
 /// `GET /v1/audit?tenant_id=&actor=&event_type=&since=&until=`.
@@ -89,9 +87,7 @@ pub(crate) async fn audit(
     };
     let (client, viewer) = begin_read(&state, &caller, &params).await?;
     match queries::audit(&client, &viewer, &filter, &page).await? {
-        Ok(page) => Ok(Json(
-            serde_json::to_value(PageBody::from(page)).map_err(anyhow::Error::from)?,
-        )),
+        Ok(page) => to_json(PageBody::from(page)),
         Err(AuditRefusal::TenantNotVisible) => Err(not_found(
             "tenant",
             filter.tenant_id.as_deref().unwrap_or_default(),

@@ -190,6 +190,13 @@ pub(crate) fn parse_id<T, E: std::fmt::Display>(
     parse(raw).map_err(|e| ApiError::BadRequest(e.to_string()))
 }
 
+/// A read's answer as JSON.
+pub(crate) fn to_json(value: impl Serialize) -> Result<axum::Json<serde_json::Value>, ApiError> {
+    Ok(axum::Json(
+        serde_json::to_value(value).map_err(anyhow::Error::from)?,
+    ))
+}
+
 pub(crate) fn not_found(what: &str, id: &str) -> ApiError {
     ApiError::NotFound(format!(
         "{what} {id} does not exist or is not visible to you"

@@ -9,18 +9,12 @@ use serde_json::{json, Value};
 use plinth_domain::{LocationId, ResourceId, ResourceProviderId, Scope, TenantId};
 use plinth_projections::read::queries;
 
-use super::{begin_read, not_found, parse_id, PageBody, Params};
+use super::{begin_read, not_found, parse_id, to_json, PageBody, Params};
 use crate::auth::Caller;
 use crate::error::ApiError;
 use crate::state::AppState;
 
 type Q = Query<HashMap<String, String>>;
-
-fn to_json(value: impl serde::Serialize) -> Result<Json<Value>, ApiError> {
-    Ok(Json(
-        serde_json::to_value(value).map_err(anyhow::Error::from)?,
-    ))
-}
 
 pub(crate) async fn tenant_locations(
     State(state): State<AppState>,

@@ -10,7 +10,7 @@ use serde_json::Value;
 use plinth_domain::TenantId;
 use plinth_projections::read::queries;
 
-use super::{begin_read, not_found, parse_id, PageBody, Params};
+use super::{begin_read, not_found, parse_id, to_json, PageBody, Params};
 use crate::auth::Caller;
 use crate::error::ApiError;
 use crate::state::AppState;
@@ -26,9 +26,7 @@ pub(crate) async fn roots(
     let page = params.page()?;
     let (client, viewer) = begin_read(&state, &caller, &params).await?;
     let roots = queries::roots(&client, &viewer, &page).await?;
-    Ok(Json(
-        serde_json::to_value(PageBody::from(roots)).map_err(anyhow::Error::from)?,
-    ))
+    to_json(PageBody::from(roots))
 }
 
 pub(crate) async fn tenant(
@@ -46,9 +44,7 @@ pub(crate) async fn tenant(
     let tenant = queries::tenant(&client, &viewer, id.as_str())
         .await?
         .ok_or_else(|| not_found("tenant", id.as_str()))?;
-    Ok(Json(
-        serde_json::to_value(tenant).map_err(anyhow::Error::from)?,
-    ))
+    to_json(tenant)
 }
 
 pub(crate) async fn children(
@@ -64,9 +60,7 @@ pub(crate) async fn children(
     let page = queries::children(&client, &viewer, id.as_str(), &page)
         .await?
         .ok_or_else(|| not_found("tenant", id.as_str()))?;
-    Ok(Json(
-        serde_json::to_value(PageBody::from(page)).map_err(anyhow::Error::from)?,
-    ))
+    to_json(PageBody::from(page))
 }
 
 pub(crate) async fn ancestors(
@@ -82,9 +76,7 @@ pub(crate) async fn ancestors(
     let page = queries::ancestors(&client, &viewer, id.as_str(), &page)
         .await?
         .ok_or_else(|| not_found("tenant", id.as_str()))?;
-    Ok(Json(
-        serde_json::to_value(PageBody::from(page)).map_err(anyhow::Error::from)?,
-    ))
+    to_json(PageBody::from(page))
 }
 
 pub(crate) async fn descendants(
@@ -105,7 +97,5 @@ pub(crate) async fn descendants(
     let page = queries::descendants(&client, &viewer, id.as_str(), max_depth, &page)
         .await?
         .ok_or_else(|| not_found("tenant", id.as_str()))?;
-    Ok(Json(
-        serde_json::to_value(PageBody::from(page)).map_err(anyhow::Error::from)?,
-    ))
+    to_json(PageBody::from(page))
 }
