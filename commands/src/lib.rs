@@ -13,6 +13,7 @@ pub mod hash;
 pub mod migrate;
 mod model;
 mod rows;
+mod scratch;
 mod store;
 mod submission;
 
@@ -20,5 +21,6 @@ pub use batch::Processed;
 pub use committer::CommandBus;
 pub use error::CommandError;
 pub use model::{AppendedEvent, Checkpoint, CommandOutcome, EventMetadata, StoredEvent};
+pub use scratch::ScratchDatabase;
 pub use store::{pool, read_after, ChainBreak, EventStore};
 pub use submission::{IdempotencyKey, Submission};

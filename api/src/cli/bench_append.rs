@@ -37,7 +37,7 @@ const SECRET: &str = "bench-secret";
 const ADMIN: &str = "bench-admin";
 
 pub(crate) async fn run(args: BenchAppendArgs) -> anyhow::Result<()> {
-    let db = BenchDb::create(&args.database_url).await?;
+    let db = plinth_commands::ScratchDatabase::create(&args.database_url, "append").await?;
     let result = measure(&args, &db.url).await;
     db.drop().await?;
     let rows = result?;
@@ -262,48 +262,4 @@ async fn run_baseline(
         t.await??;
     }
     Ok(done.load(Ordering::Relaxed) as f64 / start.elapsed().as_secs_f64())
-}
-
-/// A throwaway database for one benchmark run.
-pub(crate) struct BenchDb {
-    server: String,
-    name: String,
-    pub(crate) url: String,
-}
-
-impl BenchDb {
-    pub(crate) async fn create(server: &str) -> anyhow::Result<Self> {
-        let name = format!("plinth_bench_{}", uuid::Uuid::new_v4().simple());
-        let (client, connection) = tokio_postgres::connect(server, NoTls)
-            .await
-            .context("failed to reach PostgreSQL")?;
-        tokio::spawn(connection);
-        client
-            .batch_execute(&format!("create database {name}"))
-            .await?;
-        let url = format!(
-            "{}/{name}",
-            server
-                .rsplit_once('/')
-                .context("server url needs a path")?
-                .0
-        );
-        Ok(Self {
-            server: server.to_owned(),
-            name,
-            url,
-        })
-    }
-
-    pub(crate) async fn drop(self) -> anyhow::Result<()> {
-        let (client, connection) = tokio_postgres::connect(&self.server, NoTls).await?;
-        tokio::spawn(connection);
-        client
-            .batch_execute(&format!(
-                "drop database if exists {} with (force)",
-                self.name
-            ))
-            .await?;
-        Ok(())
-    }
 }

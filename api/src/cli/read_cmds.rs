@@ -92,7 +92,7 @@ pub(crate) async fn replay(args: ReplayArgs) -> anyhow::Result<()> {
 
 /// `plinth bench rebuild`: on a throwaway database.
 pub(crate) async fn bench_rebuild(args: BenchRebuildArgs) -> anyhow::Result<()> {
-    let db = super::bench_append::BenchDb::create(&args.database_url).await?;
+    let db = plinth_commands::ScratchDatabase::create(&args.database_url, "rebuild").await?;
     let result = async {
         let pool = plinth_commands::pool(&db.url, 8)?;
         plinth_commands::migrate::run(&pool).await?;

@@ -11,6 +11,7 @@ use std::time::Duration;
 use anyhow::Context as _;
 use deadpool_postgres::Pool;
 use hdrhistogram::Histogram;
+use plinth_commands::ScratchDatabase;
 use plinth_commands::{CommandBus, Submission};
 use plinth_domain::{Actor, Command, UserId};
 use rdkafka::config::ClientConfig;
@@ -18,7 +19,6 @@ use rdkafka::consumer::{Consumer as _, StreamConsumer};
 use rdkafka::message::{Headers as _, Message as _};
 use rdkafka::{Offset, TopicPartitionList};
 use tokio::time::Instant;
-use tokio_postgres::NoTls;
 use uuid::Uuid;
 
 use super::producer::Context;
@@ -117,18 +117,19 @@ impl fmt::Display for BenchReport {
 
 /// Runs both measurements and returns the figures.
 pub async fn bench(options: BenchOptions) -> anyhow::Result<BenchReport> {
-    let scratch = Scratch::create(&options.database_url).await?;
+    let scratch = ScratchDatabase::create(&options.database_url, "relay").await?;
     let result = measure(&options, &scratch).await;
     if options.keep_database {
         eprintln!("kept database {}", scratch.name);
     } else {
-        scratch.drop_database().await?;
+        scratch.drop().await?;
     }
     result
 }
 
-async fn measure(options: &BenchOptions, scratch: &Scratch) -> anyhow::Result<BenchReport> {
-    let pool = scratch.pool.clone();
+async fn measure(options: &BenchOptions, scratch: &ScratchDatabase) -> anyhow::Result<BenchReport> {
+    let pool = plinth_commands::pool(&scratch.url, 8)?;
+    plinth_commands::migrate::run(&pool).await?;
     eprintln!(
         "building a log of {} events in {}",
         options.events, scratch.name
@@ -347,88 +348,4 @@ pub async fn seed_log(pool: &Pool, events: u64, streams: u64) -> anyhow::Result<
     }
     client.batch_execute("analyze events").await?;
     Ok(())
-}
-
-/// The bench's own database.
-struct Scratch {
-    admin_url: String,
-    name: String,
-    url: String,
-    pool: Pool,
-}
-
-impl Scratch {
-    async fn create(database_url: &str) -> anyhow::Result<Self> {
-        let name = format!("plinth_bench_relay_{}", Uuid::now_v7().simple());
-        let (client, connection) = tokio_postgres::connect(database_url, NoTls)
-            .await
-            .context("failed to connect to PostgreSQL")?;
-        tokio::spawn(connection);
-        client
-            .batch_execute(&format!("create database {name}"))
-            .await?;
-        let url = replace_dbname(database_url, &name)?;
-        let pool = plinth_commands::pool(&url, 8)?;
-        plinth_commands::migrate::run(&pool).await?;
-        Ok(Self {
-            admin_url: database_url.to_owned(),
-            name,
-            url,
-            pool,
-        })
-    }
-
-    async fn drop_database(self) -> anyhow::Result<()> {
-        drop(self.pool);
-        let (client, connection) = tokio_postgres::connect(&self.admin_url, NoTls).await?;
-        tokio::spawn(connection);
-        client
-            .batch_execute(&format!(
-                "drop database if exists {} with (force)",
-                self.name
-            ))
-            .await?;
-        Ok(())
-    }
-}
-
-/// `database_url` pointing at database `name` instead (URL form only).
-fn replace_dbname(database_url: &str, name: &str) -> anyhow::Result<String> {
-    let (base, query) = match database_url.split_once('?') {
-        Some((b, q)) => (b, Some(q)),
-        None => (database_url, None),
-    };
-    let scheme_end = base
-        .find("://")
-        .context("DATABASE_URL must be a postgres:// URL for the bench")?
-        + 3;
-    let host_part = match base[scheme_end..].find('/') {
-        Some(i) => &base[..scheme_end + i],
-        None => base,
-    };
-    Ok(match query {
-        Some(q) => format!("{host_part}/{name}?{q}"),
-        None => format!("{host_part}/{name}"),
-    })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::replace_dbname;
-
-    #[test]
-    fn the_scratch_url_keeps_server_and_options() {
-        assert_eq!(
-            replace_dbname("postgres://u@h:5432/db", "x").unwrap(),
-            "postgres://u@h:5432/x"
-        );
-        assert_eq!(
-            replace_dbname("postgres://u@h", "x").unwrap(),
-            "postgres://u@h/x"
-        );
-        assert_eq!(
-            replace_dbname("postgres://u@h/db?sslmode=disable", "x").unwrap(),
-            "postgres://u@h/x?sslmode=disable"
-        );
-    }
 }
