@@ -15,9 +15,15 @@ use plinth_domain::{decide, Aggregate, Body, Target};
 use tokio_postgres::types::ToSql;
 
 use crate::error::CommandError;
+use crate::locks;
 use crate::model::{AppendedEvent, CommandOutcome, EventMetadata};
 use crate::rows::{self, Entry, EventRow, World};
 use crate::submission::Submission;
+
+/// A stream named by the batch appeared after its locks were computed; the batch must run again.
+#[derive(Debug, thiserror::Error)]
+#[error("a stream named by the batch appeared while its locks were taken; try again")]
+pub(crate) struct StreamAppeared;
 
 /// A command's result; `bool` is true when it was replayed from its idempotency key.
 pub type Processed = Result<(CommandOutcome, bool), CommandError>;
@@ -71,7 +77,7 @@ async fn run_pipelined(client: &Client, subs: &[Submission]) -> anyhow::Result<V
         .collect();
     existing.sort();
     existing.dedup();
-    // What the decisions read; the chains of these and of the targets come with them.
+    // Everything the decisions read, targets included; their chains come with them.
     let mut shared: Vec<String> = subs
         .iter()
         .flat_map(|s| s.command.references())
@@ -97,25 +103,27 @@ async fn run_pipelined(client: &Client, subs: &[Submission]) -> anyhow::Result<V
     let key_users: Vec<&str> = keyed.iter().map(|k| k.1).collect();
     let key_names: Vec<&str> = keyed.iter().map(|k| k.2).collect();
 
-    let (targets_sql, shared_sql) = (rows::lock_targets_sql(), rows::lock_shared_sql());
-    let (lock_targets, lock_shared, count_dependents, find_keys) = futures::try_join!(
-        client.prepare_cached(&targets_sql),
-        client.prepare_cached(&shared_sql),
+    let (lock, load, count_dependents, find_keys) = futures::try_join!(
+        client.prepare_cached(locks::LOCK_SQL),
+        client.prepare_cached(rows::LOAD_SQL),
         client.prepare_cached(COUNT_DEPENDENTS),
         client.prepare_cached(FIND_KEYS),
     )?;
-    let targets_params: [&(dyn ToSql + Sync); 1] = [&existing];
-    let shared_params: [&(dyn ToSql + Sync); 2] = [&shared, &existing];
+    let lock_params: [&(dyn ToSql + Sync); 2] = [&existing, &shared];
+    let load_params: [&(dyn ToSql + Sync); 1] = [&shared];
     let dependents_params: [&(dyn ToSql + Sync); 1] = [&deleting];
     let keys_params: [&(dyn ToSql + Sync); 2] = [&key_users, &key_names];
-    let (begun, targeted, read, reset, dependents, keys_found) = futures::join!(
-        // A custom plan for the lock query: its generic plan, cached while `streams` was small
-        // and unanalyzed, scans the whole table (measured: 1.6–2.9 ms a batch instead of
-        // 0.1 ms). Only for that query: planning the large write statement every time costs
-        // more than its generic plan does.
+    // Locks first, then reads, as separate statements of one pipeline: each statement takes
+    // its snapshot when it starts, after the locks are held, so it sees every commit it waited
+    // for. Nothing here takes a transaction id; the write below does (docs/adr/0004).
+    let (begun, locked, loaded, reset, dependents, keys_found) = futures::join!(
+        // A custom plan for the stream lookups: a generic plan, cached while `streams` was
+        // small and unanalyzed, scans the whole table (measured: 1.6–2.9 ms a batch instead of
+        // 0.1 ms). Only for those: planning the large write statement every time costs more
+        // than its generic plan does.
         client.batch_execute("begin; set local plan_cache_mode = force_custom_plan"),
-        query_unless_empty(client, existing.is_empty(), &lock_targets, &targets_params),
-        query_unless_empty(client, shared.is_empty(), &lock_shared, &shared_params),
+        query_unless_empty(client, shared.is_empty(), &lock, &lock_params),
+        query_unless_empty(client, shared.is_empty(), &load, &load_params),
         client.batch_execute("set local plan_cache_mode = auto"),
         query_unless_empty(
             client,
@@ -126,9 +134,18 @@ async fn run_pipelined(client: &Client, subs: &[Submission]) -> anyhow::Result<V
         query_unless_empty(client, keyed.is_empty(), &find_keys, &keys_params),
     );
     begun.context("failed to begin")?;
+    let existed_when_locked: i32 = locked?.first().map_or(0, |r| r.get(0));
     let mut world = World::default();
-    rows::add_rows(client, &mut world, targeted?).await?;
-    rows::add_rows(client, &mut world, read?).await?;
+    rows::add_rows(client, &mut world, loaded?).await?;
+    let named_and_found = shared
+        .iter()
+        .filter(|id| world.streams.contains_key(*id))
+        .count();
+    if named_and_found > existed_when_locked as usize {
+        // A named stream committed between the lock statement's look at the chains and the
+        // load: its chain is not locked. Rare (ids are handed out after commit); start over.
+        return Err(StreamAppeared.into());
+    }
     reset?;
     for row in dependents? {
         world.dependents.insert(row.get(0), row.get(1));

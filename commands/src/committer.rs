@@ -12,7 +12,7 @@ use tokio::sync::{mpsc, oneshot, Mutex};
 
 use plinth_domain::{Command, DomainError};
 
-use crate::batch::{self, Processed};
+use crate::batch::{self, Processed, StreamAppeared};
 use crate::error::{pg, CommandError};
 use crate::submission::Submission;
 
@@ -165,6 +165,9 @@ enum Retry {
 }
 
 fn classify(error: &anyhow::Error, sub: &Submission, attempt: usize) -> Retry {
+    if error.downcast_ref::<StreamAppeared>().is_some() {
+        return Retry::Again;
+    }
     if let Some(e) = error.downcast_ref::<deadpool_postgres::PoolError>() {
         return Retry::Fail(CommandError::Unavailable(e.to_string()));
     }

@@ -64,27 +64,15 @@ impl Facts for World {
     }
 }
 
-const LOAD_COLUMNS: &str =
-    "stream_id, version, last_hash, last_position, scope_path, snapshot, snapshot_version";
-
-/// Locks the rows a batch writes (`$1`), in id order, so that two transactions meet on shared
-/// rows in the same order.
-pub(crate) fn lock_targets_sql() -> String {
-    format!("select {LOAD_COLUMNS} from streams where stream_id = any($1) order by stream_id for update")
-}
-
-/// Locks for share the rows a batch reads (`$1`) and every tenant in their chains
-/// (`scope_path`: the grants that authorize the commands), except those locked for update (`$2`).
-pub(crate) fn lock_shared_sql() -> String {
-    format!(
-        "select {LOAD_COLUMNS} from streams
-         where stream_id = any(array(
-                   select unnest($1::text[])
-                   union select unnest(scope_path) from streams where stream_id = any($1::text[])))
-           and not (stream_id = any($2::text[]))
-         order by stream_id for share"
-    )
-}
+/// Loads the streams a batch reads (`$1`, its targets included) and every tenant in their
+/// chains (`scope_path`: the grants that authorize the commands). Run only after [`crate::locks::LOCK_SQL`]
+/// returned, so that it reads under the locks.
+pub(crate) const LOAD_SQL: &str = "select stream_id, version, last_hash, last_position, scope_path,
+                                          snapshot, snapshot_version
+     from streams
+     where stream_id = any(array(
+               select unnest($1::text[])
+               union select unnest(scope_path) from streams where stream_id = any($1::text[])))";
 
 /// Adds loaded rows to `world` (refolding any stale snapshot from its events).
 pub(crate) async fn add_rows(

@@ -106,6 +106,9 @@ impl EventStore {
             return Ok(user_id);
         }
         let tx = client.transaction().await?;
+        // Like every writer of the log: the stream's lock before any write (docs/adr/0004).
+        let stream = vec![user_id.as_str()];
+        crate::lock_streams(&*tx, &stream, &[]).await?;
         let claimed = tx
             .execute(
                 "insert into streams (stream_id, kind, version, last_hash, last_position, lifecycle,
@@ -210,6 +213,47 @@ impl EventStore {
         }
     }
 
+    /// Checks every stream's head (`streams.version` and `last_hash`) against its last event,
+    /// and that every stream in the log has a head. The chains alone cannot see a removed last
+    /// event (what remains is a valid prefix) nor one appended with a recomputed hash; the head,
+    /// written in the same transaction as the events, can. Returns the number of heads checked,
+    /// or the first mismatch.
+    pub async fn verify_heads(&self) -> anyhow::Result<Result<u64, HeadMismatch>> {
+        let client = self.pool.get().await?;
+        let mismatch = client
+            .query_opt(
+                "select s.stream_id, s.version, e.stream_version
+                 from streams s
+                 left join lateral (
+                     select stream_version, hash from events
+                     where stream_id = s.stream_id order by stream_version desc limit 1
+                 ) e on true
+                 where e.stream_version is distinct from s.version
+                    or e.hash is distinct from s.last_hash
+                 union all
+                 select e.stream_id, null, max(e.stream_version)
+                 from events e
+                 where not exists (select 1 from streams s where s.stream_id = e.stream_id)
+                 group by e.stream_id
+                 order by 1
+                 limit 1",
+                &[],
+            )
+            .await?;
+        if let Some(row) = mismatch {
+            return Ok(Err(HeadMismatch {
+                stream_id: row.get(0),
+                head_version: row.get(1),
+                last_event_version: row.get(2),
+            }));
+        }
+        let heads: i64 = client
+            .query_one("select count(*) from streams", &[])
+            .await?
+            .get(0);
+        Ok(Ok(heads as u64))
+    }
+
     /// Folds one stream from its events (for temporal reads and checks): the state after the
     /// last event at or below `max_position`.
     pub async fn fold_stream(
@@ -239,6 +283,29 @@ pub struct ChainBreak {
     pub stream_id: String,
     pub stream_version: i64,
     pub position: i64,
+}
+
+/// A stream whose head (`streams` row) does not agree with its last event.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HeadMismatch {
+    pub stream_id: String,
+    /// The version the head records; `None` when the stream has events but no head.
+    pub head_version: Option<i64>,
+    /// The version of its last event; `None` when the head has no event at all.
+    pub last_event_version: Option<i64>,
+}
+
+impl std::fmt::Display for HeadMismatch {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let version = |v: Option<i64>| v.map_or_else(|| "none".to_owned(), |v| v.to_string());
+        write!(
+            f,
+            "stream {} head says version {} (with its last hash), its last event is version {}",
+            self.stream_id,
+            version(self.head_version),
+            version(self.last_event_version)
+        )
+    }
 }
 
 /// [`EventStore::read_after`] on a given connection (projectors read inside their transaction).

@@ -8,7 +8,9 @@
 #[allow(dead_code)]
 mod support;
 
+mod audit_verify;
 mod commands_api;
 mod event_store;
+mod log_order;
 mod read_side;
 mod relay;

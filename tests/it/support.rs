@@ -50,12 +50,25 @@ pub const SECRET: &str = "test-secret";
 /// The platform administrator of test apps.
 pub const ADMIN: &str = "platform-admin";
 
-/// A running Plinth (HTTP) on a fresh database.
+/// A running Plinth (HTTP) on a fresh database. Derefs to its [`Api`] client.
 pub struct TestApp {
-    pub base: String,
-    pub http: reqwest::Client,
+    pub api: Api,
     pub db: TestDb,
     pub app: plinth_api::app::RunningApp,
+}
+
+/// An HTTP client of a running app, cheap to clone into concurrent tasks.
+#[derive(Clone)]
+pub struct Api {
+    pub base: String,
+    pub http: reqwest::Client,
+}
+
+impl std::ops::Deref for TestApp {
+    type Target = Api;
+    fn deref(&self) -> &Api {
+        &self.api
+    }
 }
 
 /// A response: status and JSON body (`Null` when the body is not JSON).
@@ -74,8 +87,10 @@ pub async fn spawn_app() -> TestApp {
     }
     let app = plinth_api::app::spawn(settings).await.expect("app starts");
     TestApp {
-        base: format!("http://{}", app.address),
-        http: reqwest::Client::new(),
+        api: Api {
+            base: format!("http://{}", app.address),
+            http: reqwest::Client::new(),
+        },
         db,
         app,
     }
@@ -91,6 +106,20 @@ impl TestApp {
         self.token(ADMIN)
     }
 
+    /// Records a user by its first request; returns its id.
+    pub async fn user(&self, subject: &str) -> String {
+        let me = self.get(&self.token(subject), "/v1/me").await;
+        assert_eq!(me.status, 200, "{me:?}");
+        me.body["id"].as_str().unwrap().to_owned()
+    }
+
+    /// A client for concurrent tasks.
+    pub fn api(&self) -> Api {
+        self.api.clone()
+    }
+}
+
+impl Api {
     async fn reply(response: reqwest::Response) -> Reply {
         let status = response.status().as_u16();
         let content_type = response
@@ -148,11 +177,22 @@ impl TestApp {
             .unwrap();
         Self::reply(response).await
     }
+}
 
-    /// Records a user by its first request; returns its id.
-    pub async fn user(&self, subject: &str) -> String {
-        let me = self.get(&self.token(subject), "/v1/me").await;
-        assert_eq!(me.status, 200, "{me:?}");
-        me.body["id"].as_str().unwrap().to_owned()
-    }
+/// The `plinth` binary built beside this test binary (`cargo test --workspace --all-targets`,
+/// as `scripts/test` runs it, builds both into the same profile directory).
+pub fn plinth_binary() -> std::path::PathBuf {
+    let test_exe = std::env::current_exe().expect("the test binary's path");
+    // target/<profile>/deps/it-<hash> → target/<profile>/plinth
+    let binary = test_exe
+        .parent()
+        .and_then(|deps| deps.parent())
+        .map(|profile| profile.join("plinth"))
+        .expect("the test binary lives in target/<profile>/deps");
+    assert!(
+        binary.exists(),
+        "{} is missing: build it with `cargo build -p plinth-api` (scripts/test does)",
+        binary.display()
+    );
+    binary
 }

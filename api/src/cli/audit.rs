@@ -1,10 +1,11 @@
-//! `plinth audit verify`: recompute every stream's hash chain.
+//! `plinth audit verify`: recompute every stream's hash chain and check every stream's head.
 
 use plinth_commands::EventStore;
 
 #[derive(Debug, clap::Subcommand)]
 pub(crate) enum AuditCommand {
-    /// Recompute every hash chain; exit non-zero naming the first event that does not match.
+    /// Recompute every hash chain and check each stream's head (version and last hash) against
+    /// its last event; exit non-zero naming the first event or stream that does not match.
     Verify {
         #[arg(long, env = "DATABASE_URL")]
         database_url: String,
@@ -15,11 +16,8 @@ pub(crate) async fn run(command: AuditCommand) -> anyhow::Result<()> {
     match command {
         AuditCommand::Verify { database_url } => {
             let store = EventStore::new(plinth_commands::pool(&database_url, 2)?);
-            match store.verify_chains().await? {
-                Ok(checked) => {
-                    println!("ok: {checked} events, every chain intact");
-                    Ok(())
-                }
+            let checked = match store.verify_chains().await? {
+                Ok(checked) => checked,
                 Err(b) => anyhow::bail!(
                     "chain broken at event {} (stream {} version {}, position {})",
                     b.event_id,
@@ -27,6 +25,15 @@ pub(crate) async fn run(command: AuditCommand) -> anyhow::Result<()> {
                     b.stream_version,
                     b.position
                 ),
+            };
+            match store.verify_heads().await? {
+                Ok(heads) => {
+                    println!(
+                        "ok: {checked} events, every chain intact; {heads} stream heads match"
+                    );
+                    Ok(())
+                }
+                Err(m) => anyhow::bail!("stream head does not match the log: {m}"),
             }
         }
     }
