@@ -15,7 +15,7 @@ use plinth_domain::{decide, Aggregate, Body, Target};
 use tokio_postgres::types::ToSql;
 
 use crate::error::CommandError;
-use crate::locks;
+use crate::locks::{self, Chains};
 use crate::model::{AppendedEvent, CommandOutcome, EventMetadata};
 use crate::rows::{self, Entry, EventRow, World};
 use crate::submission::Submission;
@@ -49,8 +49,9 @@ struct Pending {
 pub(crate) async fn run(
     client: &mut Client,
     subs: &[Submission],
+    chains: &Chains,
 ) -> anyhow::Result<Vec<Processed>> {
-    let result = run_pipelined(client, subs).await;
+    let result = run_pipelined(client, subs, chains).await;
     if result.is_err() {
         // Leave no transaction open on a pooled connection. After a pipelined COMMIT of a
         // failed transaction there is none, and this only draws a warning.
@@ -59,7 +60,11 @@ pub(crate) async fn run(
     result
 }
 
-async fn run_pipelined(client: &Client, subs: &[Submission]) -> anyhow::Result<Vec<Processed>> {
+async fn run_pipelined(
+    client: &Client,
+    subs: &[Submission],
+    chains: &Chains,
+) -> anyhow::Result<Vec<Processed>> {
     // Pick the streams each command writes; new streams get fresh, time-ordered ids.
     let targets: Vec<String> = subs
         .iter()
@@ -103,26 +108,30 @@ async fn run_pipelined(client: &Client, subs: &[Submission]) -> anyhow::Result<V
     let key_users: Vec<&str> = keyed.iter().map(|k| k.1).collect();
     let key_names: Vec<&str> = keyed.iter().map(|k| k.2).collect();
 
+    // The chains come first, outside the transaction: they never change once a stream exists.
+    let chains = chains.of(client, &shared).await?;
+    let locks = locks::batch_locks(&existing, &shared, &chains);
     let (lock, load, count_dependents, find_keys) = futures::try_join!(
         client.prepare_cached(locks::LOCK_SQL),
         client.prepare_cached(rows::LOAD_SQL),
         client.prepare_cached(COUNT_DEPENDENTS),
         client.prepare_cached(FIND_KEYS),
     )?;
-    let lock_params: [&(dyn ToSql + Sync); 2] = [&existing, &shared];
+    let lock_params = locks.params();
     let load_params: [&(dyn ToSql + Sync); 1] = [&shared];
     let dependents_params: [&(dyn ToSql + Sync); 1] = [&deleting];
     let keys_params: [&(dyn ToSql + Sync); 2] = [&key_users, &key_names];
     // Locks first, then reads, as separate statements of one pipeline: each statement takes
     // its snapshot when it starts, after the locks are held, so it sees every commit it waited
     // for. Nothing here takes a transaction id; the write below does (docs/adr/0004).
-    let (begun, locked, loaded, reset, dependents, keys_found) = futures::join!(
+    let (begun, locked, custom, loaded, reset, dependents, keys_found) = futures::join!(
+        client.batch_execute("begin"),
+        query_unless_empty(client, locks.is_empty(), &lock, &lock_params),
         // A custom plan for the stream lookups: a generic plan, cached while `streams` was
         // small and unanalyzed, scans the whole table (measured: 1.6–2.9 ms a batch instead of
         // 0.1 ms). Only for those: planning the large write statement every time costs more
         // than its generic plan does.
-        client.batch_execute("begin; set local plan_cache_mode = force_custom_plan"),
-        query_unless_empty(client, shared.is_empty(), &lock, &lock_params),
+        client.batch_execute("set local plan_cache_mode = force_custom_plan"),
         query_unless_empty(client, shared.is_empty(), &load, &load_params),
         client.batch_execute("set local plan_cache_mode = auto"),
         query_unless_empty(
@@ -134,16 +143,16 @@ async fn run_pipelined(client: &Client, subs: &[Submission]) -> anyhow::Result<V
         query_unless_empty(client, keyed.is_empty(), &find_keys, &keys_params),
     );
     begun.context("failed to begin")?;
-    let existed_when_locked: i32 = locked?.first().map_or(0, |r| r.get(0));
+    locked?;
+    custom?;
     let mut world = World::default();
     rows::add_rows(client, &mut world, loaded?).await?;
-    let named_and_found = shared
+    if shared
         .iter()
-        .filter(|id| world.streams.contains_key(*id))
-        .count();
-    if named_and_found > existed_when_locked as usize {
-        // A named stream committed between the lock statement's look at the chains and the
-        // load: its chain is not locked. Rare (ids are handed out after commit); start over.
+        .any(|id| world.streams.contains_key(id) && !chains.contains_key(id))
+    {
+        // A named stream committed after its chain was looked up, so its chain is not locked.
+        // Rare (ids are handed out after their stream commits); start over.
         return Err(StreamAppeared.into());
     }
     reset?;

@@ -14,6 +14,7 @@ use plinth_domain::{Command, DomainError};
 
 use crate::batch::{self, Processed, StreamAppeared};
 use crate::error::{pg, CommandError};
+use crate::locks::Chains;
 use crate::submission::Submission;
 
 /// Largest batch one transaction takes.
@@ -46,8 +47,9 @@ impl CommandBus {
     pub fn start(pool: Pool, writers: usize) -> Self {
         let (jobs, receiver) = mpsc::channel::<Job>(16 * MAX_BATCH);
         let receiver = Arc::new(Mutex::new(receiver));
+        let chains = Arc::new(Chains::default());
         for _ in 0..writers.max(1) {
-            tokio::spawn(writer(pool.clone(), receiver.clone()));
+            tokio::spawn(writer(pool.clone(), receiver.clone(), chains.clone()));
         }
         Self { jobs }
     }
@@ -65,7 +67,7 @@ impl CommandBus {
     }
 }
 
-async fn writer(pool: Pool, receiver: Arc<Mutex<mpsc::Receiver<Job>>>) {
+async fn writer(pool: Pool, receiver: Arc<Mutex<mpsc::Receiver<Job>>>, chains: Arc<Chains>) {
     let mut deferred: Vec<Job> = Vec::new();
     loop {
         let mut jobs = std::mem::take(&mut deferred);
@@ -93,7 +95,7 @@ async fn writer(pool: Pool, receiver: Arc<Mutex<mpsc::Receiver<Job>>>) {
                 });
         deferred = later;
         let (size, started) = (batch.len(), std::time::Instant::now());
-        run_jobs(&pool, batch).await;
+        run_jobs(&pool, &chains, batch).await;
         let micros = started.elapsed().as_micros() as u64;
         tracing::debug!(size, deferred = deferred.len(), micros, "batch done");
     }
@@ -109,11 +111,11 @@ fn fill(rx: &mut mpsc::Receiver<Job>, jobs: &mut Vec<Job>) {
     }
 }
 
-async fn run_jobs(pool: &Pool, jobs: Vec<Job>) {
+async fn run_jobs(pool: &Pool, chains: &Chains, jobs: Vec<Job>) {
     metrics::histogram!("plinth_commit_batch_size").record(jobs.len() as f64);
     if jobs.len() > 1 {
         let subs: Vec<Submission> = jobs.iter().map(|j| j.submission.clone()).collect();
-        match run_once(pool, &subs).await {
+        match run_once(pool, chains, &subs).await {
             Ok(results) => {
                 for (job, result) in jobs.into_iter().zip(results) {
                     let _ = job.reply.send(result);
@@ -126,24 +128,28 @@ async fn run_jobs(pool: &Pool, jobs: Vec<Job>) {
         }
     }
     for job in jobs {
-        let result = run_alone(pool, &job.submission).await;
+        let result = run_alone(pool, chains, &job.submission).await;
         let _ = job.reply.send(result);
     }
 }
 
-async fn run_once(pool: &Pool, subs: &[Submission]) -> anyhow::Result<Vec<Processed>> {
+async fn run_once(
+    pool: &Pool,
+    chains: &Chains,
+    subs: &[Submission],
+) -> anyhow::Result<Vec<Processed>> {
     let mut client = pool.get().await?;
-    batch::run(&mut client, subs).await
+    batch::run(&mut client, subs, chains).await
 }
 
 /// Runs one command in its own transaction, mapping whole-transaction failures to its error.
-async fn run_alone(pool: &Pool, sub: &Submission) -> Processed {
+async fn run_alone(pool: &Pool, chains: &Chains, sub: &Submission) -> Processed {
     let mut last_error = None;
     for attempt in 0..MAX_ATTEMPTS {
         if attempt > 0 {
             tokio::time::sleep(Duration::from_millis(5 * (1 << attempt))).await;
         }
-        let error = match run_once(pool, std::slice::from_ref(sub)).await {
+        let error = match run_once(pool, chains, std::slice::from_ref(sub)).await {
             Ok(mut results) => return results.pop().expect("one result"),
             Err(e) => e,
         };
