@@ -1,5 +1,6 @@
-//! One transaction for a batch of commands (group commit): load and lock what they need in a
-//! few bulk queries, decide each in order against the evolving in-memory state, then write all
+//! One transaction for a batch of commands (group commit): lock the streams they need, then load
+//! them, in a few bulk statements (locks before anything that takes a transaction id:
+//! `locks.rs`, docs/adr/0004-log-order.md), decide each in order against the evolving in-memory state, then write all
 //! events, stream rows and idempotency keys in bulk and commit once.
 //!
 //! Each command's decision is its own: a refused command leaves the batch's state untouched.
@@ -43,9 +44,10 @@ struct Pending {
 /// was written; per-command refusals are inside `Ok`.
 ///
 /// The transaction costs two round trips however many commands it holds: one pipeline opens it,
-/// locks and loads every row the batch needs, counts dependents and looks up idempotency keys;
-/// after deciding in memory, a second pipeline writes everything and commits. (With idempotency
-/// keys to store, a third: their stored responses need the positions.)
+/// locks and then loads every stream the batch needs, counts dependents and looks up idempotency
+/// keys; after deciding in memory, a second pipeline writes everything and commits. (With
+/// idempotency keys to store, a third: their stored responses need the positions. Streams whose
+/// chains are not cached yet cost one lookup before the transaction.)
 pub(crate) async fn run(
     client: &mut Client,
     subs: &[Submission],
