@@ -11,7 +11,6 @@ use std::collections::HashMap;
 
 use anyhow::Context as _;
 use deadpool_postgres::{Client, GenericClient};
-use plinth_domain::memory::new_stream_id;
 use plinth_domain::{decide, Aggregate, Body, Target};
 use tokio_postgres::types::ToSql;
 
@@ -71,7 +70,7 @@ async fn run_pipelined(
     let targets: Vec<String> = subs
         .iter()
         .map(|s| match s.command.target() {
-            Target::New(kind) => new_stream_id(kind),
+            Target::New(kind) => kind.new_stream_id(),
             Target::Existing(id) => id,
         })
         .collect();

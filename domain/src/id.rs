@@ -211,6 +211,18 @@ impl AggregateKind {
         }
     }
 
+    /// A fresh, time-ordered id for a new stream of this kind. Users have none: their ids
+    /// derive from their identity ([`UserId::for_identity`]) and no command creates one.
+    pub fn new_stream_id(self) -> String {
+        match self {
+            Self::Tenant => TenantId::generate().to_string(),
+            Self::Location => LocationId::generate().to_string(),
+            Self::ResourceProvider => ResourceProviderId::generate().to_string(),
+            Self::Provider => ProviderId::generate().to_string(),
+            Self::User => unreachable!("user ids derive from the identity"),
+        }
+    }
+
     /// The kind of the stream named by `id`, from its prefix.
     pub fn of_stream(id: &str) -> Option<Self> {
         let (prefix, _) = split_prefixed(id).ok()?;

@@ -10,7 +10,6 @@ use crate::aggregate::{apply, Aggregate, Body, Lifecycle};
 use crate::command::{Command, Target};
 use crate::decide::{decide, Actor, DomainError, Facts};
 use crate::event::Event;
-use crate::id::{AggregateKind, LocationId, ProviderId, ResourceProviderId, TenantId};
 
 /// All streams, and the log of every event in append order.
 #[derive(Debug, Default, Clone)]
@@ -33,17 +32,6 @@ impl Facts for MemoryStore {
     }
 }
 
-/// A fresh id for a new stream of `kind`.
-pub fn new_stream_id(kind: AggregateKind) -> String {
-    match kind {
-        AggregateKind::Tenant => TenantId::generate().to_string(),
-        AggregateKind::Location => LocationId::generate().to_string(),
-        AggregateKind::ResourceProvider => ResourceProviderId::generate().to_string(),
-        AggregateKind::Provider => ProviderId::generate().to_string(),
-        AggregateKind::User => unreachable!("user ids derive from the identity"),
-    }
-}
-
 impl MemoryStore {
     /// Decides and, on success, appends. Returns the stream id and the events.
     pub fn execute(
@@ -52,7 +40,7 @@ impl MemoryStore {
         command: &Command,
     ) -> Result<(String, Vec<Event>), DomainError> {
         let stream_id = match command.target() {
-            Target::New(kind) => new_stream_id(kind),
+            Target::New(kind) => kind.new_stream_id(),
             Target::Existing(id) => id,
         };
         let events = decide(command, actor, &stream_id, self, Utc::now())?;
