@@ -3,13 +3,17 @@
 //! A [`CommandBus`] takes [`Submission`]s, coalesces concurrent ones into one transaction
 //! (group commit), loads and locks the streams each command reads, asks the pure domain to
 //! decide, and appends the events with their hash chain, stream snapshots and idempotency keys
-//! in that same transaction. [`EventStore`] reads the log back, gap-safely.
+//! in that same transaction. [`log`] holds every statement that reads the log back, and with
+//! it the one order rule that keeps tail readers gap-safe; [`follower`] is the loop that tails
+//! it for the projectors and the relays (wake-ups, retries, polling, leadership).
 //! See `docs/architecture.md` and `docs/adr/` for why it is built this way.
 
 mod batch;
 mod committer;
 mod error;
+pub mod follower;
 pub mod hash;
+pub mod log;
 pub mod migrate;
 mod model;
 mod rows;
@@ -22,5 +26,6 @@ pub use committer::CommandBus;
 pub use error::CommandError;
 pub use model::{AppendedEvent, Checkpoint, CommandOutcome, EventMetadata, StoredEvent};
 pub use scratch::ScratchDatabase;
-pub use store::{pool, read_after, ChainBreak, EventStore};
+pub use log::read_after;
+pub use store::{pool, ChainBreak, EventStore};
 pub use submission::{IdempotencyKey, Submission};
