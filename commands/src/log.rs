@@ -33,12 +33,15 @@ pub const SETTLED: &str = "tx < pg_snapshot_xmin(pg_current_snapshot())::text::b
 pub const ORDER: &str = "tx, position";
 
 /// The columns [`stored_event`] reads.
-pub(crate) const STORED_COLUMNS: &str = "position, tx, event_id, stream_id, stream_version, event_type, \
+pub(crate) const STORED_COLUMNS: &str =
+    "position, tx, event_id, stream_id, stream_version, event_type, \
      schema_version, data::text as data, metadata::text as metadata, recorded_at, hash";
 
 /// The gap-safe tail: up to `$3` settled events after `($1, $2)`.
 static TAIL: LazyLock<String> = LazyLock::new(|| {
-    format!("select {STORED_COLUMNS} from events where {AFTER} and {SETTLED} order by {ORDER} limit $3")
+    format!(
+        "select {STORED_COLUMNS} from events where {AFTER} and {SETTLED} order by {ORDER} limit $3"
+    )
 });
 
 /// Reads `StoredEvent`s from rows selected with [`STORED_COLUMNS`].

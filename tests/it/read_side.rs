@@ -862,8 +862,12 @@ async fn audit_pages_never_skip_an_event_that_commits_after_a_later_page_was_rea
     let app = spawn_app().await;
     let admin = app.admin();
     for i in 0..3 {
-        app.ok(&admin, "CreateTenant", json!({"name": format!("before{i}")}))
-            .await;
+        app.ok(
+            &admin,
+            "CreateTenant",
+            json!({"name": format!("before{i}")}),
+        )
+        .await;
     }
     // A writer that appended and has not committed yet: its event has a lower position than
     // everything committed after it.
@@ -916,7 +920,10 @@ async fn audit_pages_never_skip_an_event_that_commits_after_a_later_page_was_rea
         .iter()
         .map(|r| r.get(0))
         .collect();
-    assert!(seen.contains(&late_id.to_string()), "the late event was skipped");
+    assert!(
+        seen.contains(&late_id.to_string()),
+        "the late event was skipped"
+    );
     assert_eq!(seen, all);
 }
 
@@ -948,16 +955,24 @@ async fn audit_filters_by_stream_and_by_correlation_id() {
     // Once the projectors have applied the last event, the log shows every event before it.
     read_ok(&app, &admin, "/v1/tenants", last).await;
 
-    let stream = pages(&app, &admin, &format!("/v1/audit?stream_id={a}&limit=1"), None)
-        .await
-        .0;
+    let stream = pages(
+        &app,
+        &admin,
+        &format!("/v1/audit?stream_id={a}&limit=1"),
+        None,
+    )
+    .await
+    .0;
     let of = |items: &[Value], field: &str| -> Vec<String> {
         items
             .iter()
             .map(|e| e[field].as_str().unwrap().to_owned())
             .collect()
     };
-    assert_eq!(of(&stream, "event_type"), ["TenantCreated", "TenantUpdated"]);
+    assert_eq!(
+        of(&stream, "event_type"),
+        ["TenantCreated", "TenantUpdated"]
+    );
     assert!(of(&stream, "stream_id").iter().all(|s| *s == a));
 
     let by_correlation = pages(

@@ -866,9 +866,11 @@ pub async fn stream_events(
     }
     let after: i64 = page.after().parse().unwrap_or(0);
     let events = log::read_stream(client, stream_id, after + 1, page.fetch()).await?;
-    Ok(Some(Page::from_rows(audit_items(&events)?, page.limit, |e: &AuditItem| {
-        e.stream_version.to_string()
-    })))
+    Ok(Some(Page::from_rows(
+        audit_items(&events)?,
+        page.limit,
+        |e: &AuditItem| e.stream_version.to_string(),
+    )))
 }
 
 /// Filters of the audit log; all optional.
