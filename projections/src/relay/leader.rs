@@ -2,8 +2,8 @@
 //!
 //! A session: connect, win the advisory lock (or stand by), build a producer, then run two
 //! halves side by side: the sender, fed by the write side's [`Follower`] from the checkpoint,
-//! hands events to librdkafka in log order; the confirmer awaits their delivery reports in that same order and
-//! saves the checkpoint after each confirmed batch. Awaiting in log order is what makes the
+//! hands events to librdkafka in log order; the confirmer awaits their delivery reports in
+//! that same order and saves the checkpoint after each confirmed batch. Awaiting in log order is what makes the
 //! checkpoint a contiguous prefix: an event is covered only once it and every event before it
 //! were confirmed. Any error ends the session; the next one starts from the saved checkpoint
 //! with a new producer, so whatever was in flight is sent again (duplicates, never gaps).
