@@ -6,8 +6,8 @@
 //! orders by `(tx, position)` and reads only events whose transaction is older than the oldest
 //! transaction still running anywhere in the cluster (the snapshot's xmin): everything before
 //! the returned events is final, so no later commit can land behind a checkpoint, and a
-//! transaction that rolls back simply never appears, so it blocks nobody. [`AFTER`],
-//! [`SETTLED`] and [`ORDER`] are that rule; every reader that pages through the global log
+//! transaction that rolls back simply never appears, so it blocks nobody. `AFTER`,
+//! `SETTLED` and `ORDER` below are that rule; every reader that pages through the global log
 //! (projectors, relays, rebuild, audit) builds its statement from them.
 //!
 //! Reads of one stream (by version) and point lookups need no such rule and live here only so
@@ -26,11 +26,11 @@ use plinth_domain::{apply, Aggregate, Event};
 use crate::model::{Checkpoint, EventMetadata, StoredEvent};
 
 /// Events after the checkpoint `($1, $2)` in log order.
-pub const AFTER: &str = "(tx, position) > ($1, $2)";
+const AFTER: &str = "(tx, position) > ($1, $2)";
 /// Events no running transaction can still precede: see the module comment.
-pub const SETTLED: &str = "tx < pg_snapshot_xmin(pg_current_snapshot())::text::bigint";
+const SETTLED: &str = "tx < pg_snapshot_xmin(pg_current_snapshot())::text::bigint";
 /// The log's order, for `order by`.
-pub const ORDER: &str = "tx, position";
+const ORDER: &str = "tx, position";
 
 /// The columns [`stored_event`] reads.
 pub(crate) const STORED_COLUMNS: &str =
