@@ -144,7 +144,7 @@ pub async fn checkpoint_of(
     }))
 }
 
-/// The highest position written so far (0 for an empty log), committed or not yet settled.
+/// The highest position written so far (0 for an empty log), committed, settled or not.
 pub async fn head_position(client: &impl GenericClient) -> anyhow::Result<i64> {
     let row = client
         .query_one("select coalesce(max(position), 0) from events", &[])
