@@ -3,7 +3,7 @@
 
 use serde_json::{json, Value};
 
-use crate::support::{spawn_app, Reply, TestApp};
+use crate::support::{spawn_app, Reply, TestApp, HORIZON};
 
 /// A running app with the projectors running beside it (as `plinth serve` runs them).
 async fn app() -> TestApp {
@@ -763,6 +763,7 @@ async fn a_rebuild_swaps_in_equal_read_models_while_queries_are_served() {
 #[tokio::test]
 async fn notifications_wake_the_projector_without_waiting_for_the_poll() {
     use plinth_projections::read::{run_projectors_with, RunnerConfig};
+    let _horizon = HORIZON.read().await;
     let app = spawn_app().await;
     // A poll far beyond the read-your-writes bound: only LISTEN/NOTIFY can make these reads.
     let config = RunnerConfig {
@@ -794,6 +795,7 @@ async fn notifications_wake_the_projector_without_waiting_for_the_poll() {
 async fn a_notified_event_hidden_behind_an_older_transaction_is_applied_without_waiting_for_the_poll(
 ) {
     use plinth_projections::read::{run_projectors_with, RunnerConfig};
+    let _horizon = HORIZON.write().await;
     let app = spawn_app().await;
     let config = RunnerConfig {
         poll_interval: std::time::Duration::from_secs(3600),
@@ -859,6 +861,7 @@ async fn pages(
 
 #[tokio::test]
 async fn audit_pages_never_skip_an_event_that_commits_after_a_later_page_was_read() {
+    let _horizon = HORIZON.write().await;
     let app = spawn_app().await;
     let admin = app.admin();
     for i in 0..3 {

@@ -21,7 +21,7 @@ use rdkafka::{Offset, TopicPartitionList};
 use serde_json::json;
 use tokio::task::JoinHandle;
 
-use crate::support::{test_db, TestDb};
+use crate::support::{test_db, TestDb, HORIZON};
 
 const TOPICS: [&str; 5] = [
     "tenants",
@@ -917,6 +917,7 @@ async fn the_example_consumer_commits_offsets_only_for_what_it_processed() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_relay_without_a_database_url_is_woken_by_notifications_not_by_its_poll() {
+    let _horizon = HORIZON.read().await;
     let db = test_db().await;
     let bus = CommandBus::start(db.pool.clone(), 2);
     let prefix = unique("woken");
