@@ -12,7 +12,8 @@ use uuid::Uuid;
 use plinth_domain::{apply, Aggregate, Body, Event, Facts};
 
 use crate::hash::{self, Hashed};
-use crate::model::{EventMetadata, StoredEvent};
+use crate::log;
+use crate::model::EventMetadata;
 
 /// Bump when `Aggregate`'s serialized shape changes: older snapshots are then refolded from
 /// their events instead of being deserialized.
@@ -113,24 +114,9 @@ pub(crate) async fn refold(
     client: &impl GenericClient,
     stream_id: &str,
 ) -> anyhow::Result<Aggregate> {
-    let rows = client
-        .query(
-            "select event_type, schema_version, data::text as data from events
-             where stream_id = $1 order by stream_version",
-            &[&stream_id],
-        )
-        .await?;
-    let mut agg = None;
-    for row in rows {
-        let data: String = row.get("data");
-        let event = Event::decode(
-            row.get("event_type"),
-            row.get("schema_version"),
-            serde_json::from_str(&data)?,
-        )?;
-        agg = apply(agg, &event);
-    }
-    agg.with_context(|| format!("stream {stream_id} has no creation event"))
+    log::fold_stream(client, stream_id, i64::MAX)
+        .await?
+        .with_context(|| format!("stream {stream_id} has no creation event"))
 }
 
 /// One event row to insert.
@@ -356,26 +342,3 @@ impl StreamColumns {
         Ok(())
     }
 }
-
-/// Reads `StoredEvent`s from rows selected with [`STORED_COLUMNS`].
-pub(crate) fn stored_event(row: &Row) -> anyhow::Result<StoredEvent> {
-    let metadata: String = row.get("metadata");
-    Ok(StoredEvent {
-        position: row.get("position"),
-        tx: row.get("tx"),
-        event_id: row.get("event_id"),
-        stream_id: row.get("stream_id"),
-        stream_version: row.get("stream_version"),
-        event_type: row.get("event_type"),
-        schema_version: row.get("schema_version"),
-        data: row.get("data"),
-        metadata: serde_json::from_str(&metadata).context("bad event metadata")?,
-        recorded_at: row.get("recorded_at"),
-        hash: row.get("hash"),
-    })
-}
-
-/// The columns [`stored_event`] reads.
-pub(crate) const STORED_COLUMNS: &str =
-    "position, tx, event_id, stream_id, stream_version, event_type, \
-     schema_version, data::text as data, metadata::text as metadata, recorded_at, hash";

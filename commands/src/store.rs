@@ -4,11 +4,12 @@ use anyhow::Context as _;
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
 use tokio_postgres::NoTls;
 
-use plinth_domain::{apply, Event, UserId};
+use plinth_domain::{Event, UserId};
 
 use crate::hash;
+use crate::log::{self, stored_event};
 use crate::model::{Checkpoint, EventMetadata, StoredEvent};
-use crate::rows::{self, stored_event, Entry, World, STORED_COLUMNS};
+use crate::rows::{self, Entry, World};
 
 /// Builds a connection pool for `database_url`.
 pub fn pool(database_url: &str, max_size: usize) -> anyhow::Result<Pool> {
@@ -41,20 +42,15 @@ impl EventStore {
         &self.pool
     }
 
-    /// Up to `limit` events after `after`, in (transaction, position) order, never skipping one.
-    ///
-    /// Positions come from a sequence, so a transaction can commit an event with a lower
-    /// position after a reader has already seen higher ones. Reading only events whose
-    /// transaction is older than the oldest transaction still running (the snapshot's xmin)
-    /// means everything before the returned events is final: no later commit can land behind
-    /// a checkpoint. A transaction that rolls back simply never appears, so it blocks nobody.
+    /// Up to `limit` events after `after`, in log order, never skipping one: see
+    /// [`log`](crate::log) for the order rule.
     pub async fn read_after(
         &self,
         after: Checkpoint,
         limit: i64,
     ) -> anyhow::Result<Vec<StoredEvent>> {
         let client = self.pool.get().await?;
-        read_after(&client, after, limit).await
+        log::read_after(&client, after, limit).await
     }
 
     /// A stream's events from `from_version` (inclusive), oldest first.
@@ -65,28 +61,13 @@ impl EventStore {
         limit: i64,
     ) -> anyhow::Result<Vec<StoredEvent>> {
         let client = self.pool.get().await?;
-        let rows = client
-            .query(
-                &format!(
-                    "select {STORED_COLUMNS} from events where stream_id = $1 and stream_version >= $2
-                     order by stream_version limit $3"
-                ),
-                &[&stream_id, &from_version, &limit],
-            )
-            .await?;
-        rows.iter().map(stored_event).collect()
+        log::read_stream(&client, stream_id, from_version, limit).await
     }
 
     /// The checkpoint of the event at `position`, if it exists (for read-your-writes).
     pub async fn checkpoint_of(&self, position: i64) -> anyhow::Result<Option<Checkpoint>> {
         let client = self.pool.get().await?;
-        let row = client
-            .query_opt("select tx from events where position = $1", &[&position])
-            .await?;
-        Ok(row.map(|r| Checkpoint {
-            tx: r.get(0),
-            position,
-        }))
+        log::checkpoint_of(&client, position).await
     }
 
     /// Records the user for (issuer, subject) unless it exists; returns its id. Concurrent
@@ -158,16 +139,8 @@ impl EventStore {
         let mut last: Option<(String, i64)> = None;
         let mut prev_hash: Vec<u8> = hash::GENESIS.to_vec();
         loop {
-            let (stream, version) = last.clone().unwrap_or_default();
-            let rows = client
-                .query(
-                    &format!(
-                        "select {STORED_COLUMNS} from events where (stream_id, stream_version) > ($1, $2)
-                         order by stream_id, stream_version limit 5000"
-                    ),
-                    &[&stream, &version],
-                )
-                .await?;
+            let after = last.clone().unwrap_or_default();
+            let rows = log::by_stream_after(&client, &after, 5000).await?;
             if rows.is_empty() {
                 return Ok(Ok(checked));
             }
@@ -220,31 +193,12 @@ impl EventStore {
     /// or the first mismatch.
     pub async fn verify_heads(&self) -> anyhow::Result<Result<u64, HeadMismatch>> {
         let client = self.pool.get().await?;
-        let mismatch = client
-            .query_opt(
-                "select s.stream_id, s.version, e.stream_version
-                 from streams s
-                 left join lateral (
-                     select stream_version, hash from events
-                     where stream_id = s.stream_id order by stream_version desc limit 1
-                 ) e on true
-                 where e.stream_version is distinct from s.version
-                    or e.hash is distinct from s.last_hash
-                 union all
-                 select e.stream_id, null, max(e.stream_version)
-                 from events e
-                 where not exists (select 1 from streams s where s.stream_id = e.stream_id)
-                 group by e.stream_id
-                 order by 1
-                 limit 1",
-                &[],
-            )
-            .await?;
-        if let Some(row) = mismatch {
+        let mismatch = log::first_head_mismatch(&client).await?;
+        if let Some((stream_id, head_version, last_event_version)) = mismatch {
             return Ok(Err(HeadMismatch {
-                stream_id: row.get(0),
-                head_version: row.get(1),
-                last_event_version: row.get(2),
+                stream_id,
+                head_version,
+                last_event_version,
             }));
         }
         let heads: i64 = client
@@ -262,17 +216,7 @@ impl EventStore {
         max_position: i64,
     ) -> anyhow::Result<Option<plinth_domain::Aggregate>> {
         let client = self.pool.get().await?;
-        let rows = client
-            .query(
-                &format!("select {STORED_COLUMNS} from events where stream_id = $1 and position <= $2 order by stream_version"),
-                &[&stream_id, &max_position],
-            )
-            .await?;
-        let mut agg = None;
-        for row in &rows {
-            agg = apply(agg, &stored_event(row)?.decode()?);
-        }
-        Ok(agg)
+        log::fold_stream(&client, stream_id, max_position).await
     }
 }
 
@@ -306,25 +250,4 @@ impl std::fmt::Display for HeadMismatch {
             version(self.last_event_version)
         )
     }
-}
-
-/// [`EventStore::read_after`] on a given connection (projectors read inside their transaction).
-pub async fn read_after(
-    client: &impl deadpool_postgres::GenericClient,
-    after: Checkpoint,
-    limit: i64,
-) -> anyhow::Result<Vec<StoredEvent>> {
-    let rows = client
-        .query(
-            &format!(
-                "select {STORED_COLUMNS} from events
-                 where (tx, position) > ($1, $2)
-                   and tx < pg_snapshot_xmin(pg_current_snapshot())::text::bigint
-                 order by tx, position
-                 limit $3"
-            ),
-            &[&after.tx, &after.position, &limit],
-        )
-        .await?;
-    rows.iter().map(stored_event).collect()
 }

@@ -1,8 +1,9 @@
 //! Plinth's read side: projectors that tail the event log into read models, the queries that
 //! answer from them, and the Kafka relay that publishes the log downstream.
 //!
-//! Everything here is driven by the durable log (`plinth_commands::read_after`) and keeps its
-//! own checkpoint, so nothing is lost when a process dies between a commit and an update.
+//! Everything here is driven by the durable log (read through `plinth_commands::log`, tailed
+//! by `plinth_commands::follower`) and keeps its own checkpoint, so nothing is lost when a
+//! process dies between a commit and an update.
 
 pub mod read;
 pub mod relay;

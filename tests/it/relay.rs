@@ -4,7 +4,7 @@
 //! its own on another port, so tests sharing the main broker are not disturbed.
 //!
 //! Waits poll until a condition holds and give up only after minutes (to fail instead of
-//! hanging); nothing asserts on how long anything took.
+//! hanging); only the wake-up test bounds a latency, by seconds against a poll of 30 s.
 
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
@@ -21,7 +21,7 @@ use rdkafka::{Offset, TopicPartitionList};
 use serde_json::json;
 use tokio::task::JoinHandle;
 
-use crate::support::{test_db, TestDb};
+use crate::support::{test_db, TestDb, HORIZON};
 
 const TOPICS: [&str; 5] = [
     "tenants",
@@ -932,7 +932,7 @@ async fn the_example_consumer_commits_offsets_only_for_what_it_processed() {
         .await;
     }
     // Without a database URL of its own the relay holds its lock on a connection taken out of
-    // the pool and finds new events by polling only: exercised here.
+    // the pool and listens with settings derived from the pool: exercised here.
     let config = RelayConfig {
         database_url: None,
         ..config(&db, &brokers(), &prefix)
@@ -980,6 +980,41 @@ async fn the_example_consumer_commits_offsets_only_for_what_it_processed() {
     assert_eq!(second.len(), 1);
     assert_eq!(second[0].stream_version, 7);
     assert_eq!(second[0].data["description"], "seventh");
+    running.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_relay_without_a_database_url_is_woken_by_notifications_not_by_its_poll() {
+    let _horizon = HORIZON.read().await;
+    let db = test_db().await;
+    let bus = CommandBus::start(db.pool.clone(), 2);
+    let prefix = unique("woken");
+    let tenant = submit(&bus, "CreateTenant", json!({"name": "w"})).await;
+    let config = RelayConfig {
+        database_url: None,
+        poll_interval: Duration::from_secs(30),
+        ..config(&db, &brokers(), &prefix)
+    };
+    let running = start_relay(&db.pool, &config);
+    // Its first read, at start-up; from here on only a wake-up (or the poll) makes it read.
+    wait_caught_up(&db.pool).await;
+    for i in 0..3 {
+        let started = tokio::time::Instant::now();
+        submit(
+            &bus,
+            "UpdateTenant",
+            json!({"tenant_id": tenant, "description": format!("d{i}")}),
+        )
+        .await;
+        let head = head(&db.pool).await;
+        while checkpoint(&db.pool).await < head {
+            assert!(
+                started.elapsed() < Duration::from_secs(5),
+                "update {i} was not published within 5 s: the relay waited for its poll"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
     running.stop().await;
 }
 

@@ -46,6 +46,12 @@ pub async fn test_db() -> TestDb {
 }
 
 /// The secret test apps sign development tokens with.
+/// The snapshot horizon the gap-safe tail waits on is the whole cluster's: while any test holds
+/// a transaction open on purpose, no other test's new events can be read, and nothing notifies
+/// when they become readable. Tests that bound how soon an event is seen hold this for
+/// reading; tests that hold the horizon back hold it for writing, so the two never overlap.
+pub static HORIZON: tokio::sync::RwLock<()> = tokio::sync::RwLock::const_new(());
+
 pub const SECRET: &str = "test-secret";
 /// The platform administrator of test apps.
 pub const ADMIN: &str = "platform-admin";

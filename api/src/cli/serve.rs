@@ -68,7 +68,8 @@ pub(crate) async fn serve(mut settings: Settings, dev: bool, parts: Parts) -> an
                 brokers.clone(),
                 settings.kafka_topic_prefix.clone(),
             );
-            // Its own LISTEN connection: woken by each commit instead of polling.
+            // Its LISTEN and lock connections with the URL's credentials (settings derived
+            // from the pool carry no password).
             config.database_url = settings.database_url.clone();
             let (pool, stop) = (pool.clone(), stop_rx.clone());
             tasks.spawn(async move {

@@ -105,10 +105,12 @@ pub(crate) const ROUTES: &[(&str, &str, &str, &[&str])] = &[
     (
         "get",
         "/v1/audit",
-        "Audit log (tenant_id means its subtree)",
+        "Audit log in the log's order (tenant_id means its subtree)",
         &[
             "tenant_id",
+            "stream_id",
             "actor",
+            "correlation_id",
             "event_type",
             "since",
             "until",

@@ -11,6 +11,7 @@ use deadpool_postgres::GenericClient;
 use serde::Serialize;
 use tokio_postgres::Row;
 
+use plinth_commands::{log, Checkpoint, StoredEvent};
 use plinth_domain::{Actor, Scope};
 
 /// Who is reading.
@@ -827,25 +828,27 @@ pub struct AuditItem {
     pub data: serde_json::Value,
 }
 
-const AUDIT_COLUMNS: &str = "e.event_id, e.event_type, e.stream_id, e.stream_version, e.position, \
-     e.recorded_at, e.metadata->>'actor' as actor, e.metadata->>'command_id' as command_id, \
-     e.metadata->>'correlation_id' as correlation_id, e.metadata->>'causation_id' as causation_id, \
-     e.data::text as data";
+impl AuditItem {
+    fn of(event: &StoredEvent) -> anyhow::Result<Self> {
+        let metadata = &event.metadata;
+        Ok(Self {
+            event_id: event.event_id,
+            event_type: event.event_type.clone(),
+            stream_id: event.stream_id.clone(),
+            stream_version: event.stream_version,
+            position: event.position,
+            recorded_at: event.recorded_at,
+            actor: metadata.actor.as_ref().map(ToString::to_string),
+            command_id: Some(metadata.command_id.to_string()),
+            correlation_id: Some(metadata.correlation_id.to_string()),
+            causation_id: Some(metadata.causation_id.to_string()),
+            data: serde_json::from_str(&event.data)?,
+        })
+    }
+}
 
-fn audit_item(row: &Row) -> anyhow::Result<AuditItem> {
-    Ok(AuditItem {
-        event_id: row.get("event_id"),
-        event_type: row.get("event_type"),
-        stream_id: row.get("stream_id"),
-        stream_version: row.get("stream_version"),
-        position: row.get("position"),
-        recorded_at: row.get("recorded_at"),
-        actor: row.get("actor"),
-        command_id: row.get("command_id"),
-        correlation_id: row.get("correlation_id"),
-        causation_id: row.get("causation_id"),
-        data: serde_json::from_str(row.get("data"))?,
-    })
+fn audit_items(events: &[StoredEvent]) -> anyhow::Result<Vec<AuditItem>> {
+    events.iter().map(AuditItem::of).collect()
 }
 
 /// A stream's events, oldest first, paginated by stream version.
@@ -862,19 +865,12 @@ pub async fn stream_events(
         return Ok(None);
     }
     let after: i64 = page.after().parse().unwrap_or(0);
-    let rows = client
-        .query(
-            &format!(
-                "select {AUDIT_COLUMNS} from events e where e.stream_id = $1 and e.stream_version > $2
-                 order by e.stream_version limit $3"
-            ),
-            &[&stream_id, &after, &page.fetch()],
-        )
-        .await?;
-    let items = rows.iter().map(audit_item).collect::<anyhow::Result<_>>()?;
-    Ok(Some(Page::from_rows(items, page.limit, |e: &AuditItem| {
-        e.stream_version.to_string()
-    })))
+    let events = log::read_stream(client, stream_id, after + 1, page.fetch()).await?;
+    Ok(Some(Page::from_rows(
+        audit_items(&events)?,
+        page.limit,
+        |e: &AuditItem| e.stream_version.to_string(),
+    )))
 }
 
 /// Filters of the audit log; all optional.
@@ -882,7 +878,11 @@ pub async fn stream_events(
 pub struct AuditFilter {
     /// That tenant's whole subtree (the streams its tenants govern).
     pub tenant_id: Option<String>,
+    /// One stream's events.
+    pub stream_id: Option<String>,
     pub actor: Option<String>,
+    /// Everything done for one originating request.
+    pub correlation_id: Option<uuid::Uuid>,
     pub event_type: Option<String>,
     pub since: Option<DateTime<Utc>>,
     pub until: Option<DateTime<Utc>>,
@@ -897,14 +897,25 @@ pub enum AuditRefusal {
     NeedsTenant,
 }
 
-/// The audit log in position order.
+/// The audit log's cursor: the place in the log of the page's last event, `tx.position`.
+/// `None` if `after` is not one.
+pub fn audit_cursor(after: &str) -> Option<Checkpoint> {
+    let (tx, position) = after.split_once('.')?;
+    Some(Checkpoint {
+        tx: tx.parse().ok()?,
+        position: position.parse().ok()?,
+    })
+}
+
+/// The audit log in the log's own order (`plinth_commands::log::audit`): a page never skips
+/// an event that commits after it was read.
 pub async fn audit(
     client: &impl GenericClient,
     viewer: &Viewer,
     filter: &AuditFilter,
     page: &PageRequest,
 ) -> anyhow::Result<Result<Page<AuditItem>, AuditRefusal>> {
-    let path: Option<String> = match &filter.tenant_id {
+    let tenant_path: Option<String> = match &filter.tenant_id {
         Some(t) => match tenant_ref(client, viewer, t, true).await? {
             Some(r) if r.rank.is_some() => Some(r.path),
             _ => return Ok(Err(AuditRefusal::TenantNotVisible)),
@@ -912,49 +923,23 @@ pub async fn audit(
         None if *viewer == Viewer::Platform => None,
         None => return Ok(Err(AuditRefusal::NeedsTenant)),
     };
-    let after: i64 = page.after().parse().unwrap_or(0);
-    let rows = client
-        .query(
-            &format!(
-                "select {AUDIT_COLUMNS} from events e
-                 where e.position > $1
-                   and ($2::text is null or e.stream_id in (
-                           select r.id from read.tenants t join read.resources r on r.tenant_id = t.id
-                           where t.path = $2 or (t.path > $2 || '/' and t.path < $2 || '0')))
-                   and ($3::text is null or e.metadata->>'actor' = $3)
-                   and ($4::text is null or e.event_type = $4)
-                   and ($5::timestamptz is null or e.recorded_at >= $5)
-                   and ($6::timestamptz is null or e.recorded_at < $6)
-                 order by e.position limit $7"
-            ),
-            &[
-                &after,
-                &path,
-                &filter.actor,
-                &filter.event_type,
-                &filter.since,
-                &filter.until,
-                &page.fetch(),
-            ],
-        )
-        .await?;
-    let items = rows.iter().map(audit_item).collect::<anyhow::Result<_>>()?;
-    Ok(Ok(Page::from_rows(items, page.limit, |e: &AuditItem| {
-        e.position.to_string()
-    })))
-}
-
-/// The last position at or before `at` in a stream (for `as_of_time` reads).
-pub async fn stream_position_at(
-    client: &impl GenericClient,
-    stream_id: &str,
-    at: DateTime<Utc>,
-) -> anyhow::Result<Option<i64>> {
-    let row = client
-        .query_one(
-            "select max(position) from events where stream_id = $1 and recorded_at <= $2",
-            &[&stream_id, &at],
-        )
-        .await?;
-    Ok(row.get(0))
+    let after = audit_cursor(page.after()).unwrap_or_default();
+    let log_filter = log::AuditFilter {
+        tenant_path,
+        stream_id: filter.stream_id.clone(),
+        actor: filter.actor.clone(),
+        correlation_id: filter.correlation_id,
+        event_type: filter.event_type.clone(),
+        since: filter.since,
+        until: filter.until,
+    };
+    let events = log::audit(client, &log_filter, after, page.fetch()).await?;
+    let Page { items, next } = Page::from_rows(events, page.limit, |e: &StoredEvent| {
+        let Checkpoint { tx, position } = e.checkpoint();
+        format!("{tx}.{position}")
+    });
+    Ok(Ok(Page {
+        items: audit_items(&items)?,
+        next,
+    }))
 }

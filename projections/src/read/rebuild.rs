@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 use anyhow::Context as _;
 use deadpool_postgres::Pool;
 
-use plinth_commands::{read_after, Checkpoint};
+use plinth_commands::{log, read_after, Checkpoint};
 
 use super::changes::{resolve_sql, staging_ddl, Changes, Envelope, KEYED_TABLES};
 use super::projection::ProjectionSet;
@@ -28,18 +28,7 @@ pub const REBUILD_SCHEMA: &str = "read_rebuild";
 /// One rebuild at a time, across processes.
 const REBUILD_LOCK: i64 = 0x706c_6e72_6562_6c64; // "plnrebld"
 
-/// The gap-safe tail of the log, as `plinth_commands::read_after` reads it (same predicate,
-/// same order), but only the columns the read models use: a rebuild reads the whole log, and
-/// skipping the metadata and hash columns (and parsing them) is a third of the reading cost.
-const LOG_ROWS: &str = "select tx, position, stream_id, event_type, schema_version, data::text,
-                               recorded_at
-                        from events
-                        where (tx, position) > ($1, $2)
-                          and tx < pg_snapshot_xmin(pg_current_snapshot())::text::bigint
-                        order by tx, position
-                        limit $3";
-
-/// One row of [`LOG_ROWS`].
+/// One row of `plinth_commands::log::narrow_tail_sql`.
 #[derive(Debug)]
 struct LogRow {
     tx: i64,
@@ -170,11 +159,7 @@ async fn rebuild_locked(
         .batch_execute(&ddl)
         .await
         .context("failed to create the rebuild tables")?;
-    let total: i64 = writer
-        .query_one("select count(*) from events", &[])
-        .await?
-        .get(0);
-    let total = total as u64;
+    let total = log::count(&*writer).await? as u64;
 
     // Three stages, each on its own task, so that reading batch n+2, folding batch n+1 and
     // writing batch n overlap; bounded channels keep at most a few batches in memory.
@@ -184,7 +169,7 @@ async fn rebuild_locked(
     let reader = tokio::spawn(async move {
         let result = async {
             let client = reader_pool.get().await?;
-            let statement = client.prepare(LOG_ROWS).await?;
+            let statement = client.prepare(&log::narrow_tail_sql()).await?;
             let mut cp = Checkpoint::default();
             let mut reading = Duration::ZERO;
             loop {

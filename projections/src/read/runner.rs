@@ -1,38 +1,32 @@
 //! The projector runner: tails the log into every projection, each with its own checkpoint
-//! written in the same transaction as its rows.
+//! written in the same transaction as its rows. The tailing itself (wake-ups, re-reads,
+//! polling) is the write side's [`Follower`]; this module is what the projections add to it.
 //!
 //! - **Exactly one applier per projection.** A process applies a projection only while it
-//!   holds that projection's session-level advisory lock. Standbys retry the lock every few
-//!   seconds; when the holder's connection ends (crash, network), PostgreSQL releases the lock
-//!   and a standby takes over from the checkpoint. The lock only avoids wasted work: every
-//!   apply also locks the projection's checkpoint row and checks it is still where the events
-//!   were read from, so even two appliers could not apply an event twice.
-//! - **Promptly.** A dedicated connection `LISTEN`s on `plinth_events`; the write side notifies
-//!   in every appending transaction, with the highest position it wrote. The gap-safe tail
-//!   only shows events whose transaction is older than the oldest transaction still running in
-//!   the whole cluster, so a notified event may not be readable yet: the runner re-reads with
-//!   short, growing sleeps until its checkpoints pass the notified position. A fallback poll
-//!   covers lost notifications and a LISTEN connection that cannot be had.
+//!   holds that projection's session-level advisory lock ([`LockConnection`]). Standbys retry
+//!   the lock every `takeover_interval`; when the holder's connection ends (crash, network),
+//!   PostgreSQL releases the lock and a standby takes over from the checkpoint. The lock only
+//!   avoids wasted work: every apply also locks the projection's checkpoint row and checks it
+//!   is still where the events were read from, so even two appliers could not apply an event
+//!   twice.
 //! - **Batched.** Projections whose checkpoints agree (the normal case) read each batch once
 //!   and apply it in one transaction.
 
 use std::collections::BTreeMap;
+use std::convert::Infallible;
 use std::future::Future;
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
-use deadpool_postgres::{GenericClient, Pool};
-use futures::StreamExt as _;
-use tokio::sync::watch;
-use tokio_postgres::{AsyncMessage, NoTls};
+use deadpool_postgres::Pool;
 
-use plinth_commands::{read_after, Checkpoint};
+use plinth_commands::follower::{Consumer, Follower, FollowerConfig, LockConnection, LockKey};
+use plinth_commands::{log, Checkpoint, StoredEvent};
 
 use super::changes::Changes;
 use super::projection::{Projection, ProjectionSet};
 
-/// The channel the write side notifies on.
-pub const CHANNEL: &str = "plinth_events";
+pub use plinth_commands::follower::CHANNEL;
 
 /// How the runner connects and paces itself. `Default` suits `plinth serve`.
 #[derive(Debug, Clone)]
@@ -78,223 +72,168 @@ pub async fn run_projectors_with(
     config: RunnerConfig,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
-    let (wake_tx, wake_rx) = watch::channel(Wake::default());
-    let listen_config = match config.listen.clone() {
-        Some(c) => Some(c),
-        None => derive_listen_config(&pool).await,
-    };
-    let listener = listen_config.map(|c| tokio::spawn(listen_forever(c, wake_tx)));
-    let runner = run_loop(pool, config, wake_rx);
+    let mut follower = Follower::start(
+        pool.clone(),
+        FollowerConfig {
+            listen: config.listen.clone(),
+            poll_interval: config.poll_interval,
+            batch_size: config.batch_size,
+        },
+    );
+    let mut backoff = Duration::from_millis(100);
     tokio::pin!(shutdown);
-    let result = tokio::select! {
-        () = &mut shutdown => Ok(()),
-        result = runner => result,
-    };
-    if let Some(l) = listener {
-        l.abort();
-    }
-    result
-}
-
-/// What the LISTEN connection reports: a counter bumped per notification (or reconnect), and
-/// the highest position notified.
-#[derive(Debug, Default, Clone, Copy)]
-struct Wake {
-    seq: u64,
-    max_position: i64,
-}
-
-async fn derive_listen_config(pool: &Pool) -> Option<tokio_postgres::Config> {
-    let client = pool.get().await.ok()?;
-    let row = client
-        .query_one(
-            "select current_user::text, current_database()::text, host(inet_server_addr()), inet_server_port()",
-            &[],
-        )
-        .await
-        .ok()?;
-    let mut config = tokio_postgres::Config::new();
-    config.user(row.get::<_, String>(0));
-    config.dbname(row.get::<_, String>(1));
-    match row.get::<_, Option<String>>(2) {
-        Some(host) => config.host(&host),
-        None => config.host_path("/var/run/postgresql"),
-    };
-    if let Some(port) = row.get::<_, Option<i32>>(3) {
-        config.port(port as u16);
-    }
-    config.application_name("plinth-projector-listen");
-    Some(config)
-}
-
-/// Keeps a LISTEN connection up, reconnecting with backoff.
-async fn listen_forever(config: tokio_postgres::Config, wake: watch::Sender<Wake>) {
-    let mut backoff = Duration::from_millis(100);
     loop {
-        let started = Instant::now();
-        match listen_once(&config, &wake).await {
-            Ok(()) => tracing::info!("LISTEN connection closed; reconnecting"),
-            Err(e) => tracing::warn!(error = %e, "LISTEN connection failed; polling meanwhile"),
-        }
-        if started.elapsed() > Duration::from_secs(30) {
-            backoff = Duration::from_millis(100);
-        }
-        tokio::time::sleep(backoff).await;
-        backoff = (backoff * 2).min(Duration::from_secs(10));
-    }
-}
-
-async fn listen_once(
-    config: &tokio_postgres::Config,
-    wake: &watch::Sender<Wake>,
-) -> anyhow::Result<()> {
-    let (client, mut connection) = config.connect(NoTls).await?;
-    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
-    let driver = tokio::spawn(async move {
-        let mut messages = futures::stream::poll_fn(move |cx| connection.poll_message(cx));
-        while let Some(message) = messages.next().await {
-            match message {
-                Ok(AsyncMessage::Notification(n)) => {
-                    if tx.send(n.payload().parse::<i64>().unwrap_or(0)).is_err() {
-                        break;
-                    }
-                }
-                Ok(_) => {}
-                Err(e) => return Err(e),
+        // Dropping a session (on shutdown) closes its lock connection: standbys take over.
+        tokio::select! {
+            () = &mut shutdown => return Ok(()),
+            result = session(&pool, &config, &mut follower) => {
+                let Err(e) = result;
+                tracing::error!(error = format!("{e:#}"), "projector session failed; restarting");
             }
         }
-        Ok(())
-    });
-    client.batch_execute(&format!("listen {CHANNEL}")).await?;
-    // Anything committed while we were not listening: look once.
-    wake.send_modify(|w| w.seq += 1);
-    while let Some(position) = rx.recv().await {
-        wake.send_modify(|w| {
-            w.seq += 1;
-            w.max_position = w.max_position.max(position);
-        });
-    }
-    drop(client);
-    driver.await??;
-    Ok(())
-}
-
-/// Sessions, one after another: a session ends when its connection fails.
-async fn run_loop(
-    pool: Pool,
-    config: RunnerConfig,
-    mut wake: watch::Receiver<Wake>,
-) -> anyhow::Result<()> {
-    let mut backoff = Duration::from_millis(100);
-    loop {
-        match pool.get().await {
-            Ok(client) => {
-                let mut client = Detached(Some(client));
-                let result = session(client.get(), &config, &mut wake).await;
-                drop(client);
-                if let Err(e) = result {
-                    tracing::error!(
-                        error = format!("{e:#}"),
-                        "projector session failed; restarting"
-                    );
-                }
-            }
-            Err(e) => tracing::warn!(error = %e, "projector cannot connect; retrying"),
+        tokio::select! {
+            () = &mut shutdown => return Ok(()),
+            () = tokio::time::sleep(backoff) => {}
         }
-        tokio::time::sleep(backoff).await;
         backoff = (backoff * 2).min(Duration::from_secs(5));
     }
 }
 
-/// A pooled connection that is closed, never handed back to the pool, when dropped: it holds
-/// session-level advisory locks, and closing it is what releases them (on shutdown, on
-/// error, and when the runner's future is simply dropped) so that a standby can take over.
-struct Detached(Option<deadpool_postgres::Client>);
-
-impl Detached {
-    fn get(&mut self) -> &mut deadpool_postgres::Client {
-        self.0.as_mut().expect("present until dropped")
-    }
-}
-
-impl Drop for Detached {
-    fn drop(&mut self) {
-        if let Some(client) = self.0.take() {
-            drop(deadpool_postgres::Object::take(client));
-        }
-    }
-}
-
+/// One session: a lock connection, and the follower feeding the projections it wins.
 async fn session(
-    client: &mut deadpool_postgres::Client,
+    pool: &Pool,
     config: &RunnerConfig,
-    wake: &mut watch::Receiver<Wake>,
-) -> anyhow::Result<()> {
+    follower: &mut Follower,
+) -> anyhow::Result<Infallible> {
+    let lock = LockConnection::take(pool).await?;
     let names = config.projections.names();
-    client
-        .execute(
-            "insert into read.checkpoints (projection) select unnest($1::text[]) on conflict do nothing",
-            &[&names],
-        )
-        .await
-        .context("failed to create checkpoints")?;
-    let mut owned = ProjectionSet::default();
-    let mut last_takeover: Option<Instant> = None;
-    // The highest notified position not yet known to be applied.
-    let mut target: Option<i64> = None;
-    let mut retry = Duration::from_millis(2);
-    loop {
-        if owned != config.projections
-            && last_takeover.is_none_or(|t| t.elapsed() >= config.takeover_interval)
+    lock.execute(
+        "insert into read.checkpoints (projection) select unnest($1::text[]) on conflict do nothing",
+        &[&names],
+    )
+    .await
+    .context("failed to create checkpoints")?;
+    let mut leading = Leading {
+        lock,
+        wanted: config.projections,
+        takeover_interval: config.takeover_interval,
+        last_takeover: None,
+        projector: Projector::default(),
+    };
+    follower.follow(&mut leading).await
+}
+
+/// The projections this process applies, and the leadership that lets it.
+struct Leading {
+    lock: LockConnection,
+    wanted: ProjectionSet,
+    takeover_interval: Duration,
+    last_takeover: Option<Instant>,
+    projector: Projector,
+}
+
+impl Leading {
+    /// Tries the locks of the wanted projections not yet owned, at most every
+    /// `takeover_interval`.
+    async fn take_over(&mut self) -> anyhow::Result<()> {
+        let owned = self.projector.owned;
+        if owned == self.wanted
+            || self
+                .last_takeover
+                .is_some_and(|t| t.elapsed() < self.takeover_interval)
         {
-            last_takeover = Some(Instant::now());
-            let missing: Vec<Projection> = config
-                .projections
-                .iter()
-                .filter(|p| !owned.contains(*p))
-                .collect();
-            for p in missing {
-                let row = client
-                    .query_one("select pg_try_advisory_lock($1)", &[&p.lock_key()])
-                    .await?;
-                if row.get::<_, bool>(0) {
-                    tracing::info!(projection = p.name(), "applying projection");
-                    owned = owned.with(p);
-                }
+            return Ok(());
+        }
+        self.last_takeover = Some(Instant::now());
+        for p in self.wanted.iter().filter(|p| !owned.contains(*p)) {
+            if self.lock.try_lock(LockKey::Number(p.lock_key())).await? {
+                tracing::info!(projection = p.name(), "applying projection");
+                self.projector.owned = self.projector.owned.with(p);
             }
         }
-        {
-            let w = *wake.borrow_and_update();
-            if w.max_position > 0 && target.is_none_or(|t| w.max_position > t) {
-                target = Some(w.max_position);
-            }
+        Ok(())
+    }
+}
+
+impl Consumer for Leading {
+    async fn cursors(
+        &mut self,
+        client: &mut deadpool_postgres::Client,
+    ) -> anyhow::Result<Vec<Checkpoint>> {
+        // Without the lock connection, another process may be applying already.
+        self.lock.ensure_open()?;
+        self.take_over().await?;
+        self.projector.cursors(client).await
+    }
+
+    async fn consume(
+        &mut self,
+        client: &mut deadpool_postgres::Client,
+        after: Checkpoint,
+        events: Vec<StoredEvent>,
+    ) -> anyhow::Result<()> {
+        self.projector.consume(client, after, &events).await
+    }
+
+    fn idle_at_most(&self) -> Option<Duration> {
+        (self.projector.owned != self.wanted).then_some(self.takeover_interval)
+    }
+}
+
+/// Applies batches to the projections it owns, grouped by checkpoint.
+#[derive(Debug, Default)]
+struct Projector {
+    owned: ProjectionSet,
+    /// The owned projections by checkpoint, as last read.
+    groups: BTreeMap<Checkpoint, ProjectionSet>,
+}
+
+impl Projector {
+    /// The owned projections' checkpoints, one per group of projections that agree.
+    async fn cursors(
+        &mut self,
+        client: &deadpool_postgres::Client,
+    ) -> anyhow::Result<Vec<Checkpoint>> {
+        self.groups.clear();
+        if self.owned.is_empty() {
+            return Ok(Vec::new());
         }
-        let applied = if owned.is_empty() {
-            0
-        } else {
-            step(client, owned, config.batch_size).await?
-        };
-        if applied > 0 {
-            retry = Duration::from_millis(2);
-            continue;
-        }
-        if let Some(t) = target {
-            if owned.is_empty() || caught_up(&*client, owned, t).await? {
-                target = None;
-            } else {
-                // Notified but not yet readable: another transaction somewhere in the cluster
-                // still holds the snapshot horizon back. Look again shortly.
-                tokio::time::sleep(retry).await;
-                retry = (retry * 2).min(Duration::from_millis(100));
+        let rows = client
+            .query(
+                "select projection, tx, position from read.checkpoints where projection = any($1::text[])",
+                &[&self.owned.names()],
+            )
+            .await?;
+        for row in rows {
+            let Some(p) = Projection::parse(row.get(0)) else {
                 continue;
-            }
+            };
+            let cp = Checkpoint {
+                tx: row.get(1),
+                position: row.get(2),
+            };
+            let set = self.groups.entry(cp).or_default();
+            *set = set.with(p);
         }
-        let idle = if owned == config.projections {
-            config.poll_interval
-        } else {
-            config.poll_interval.min(config.takeover_interval)
+        Ok(self.groups.keys().copied().collect())
+    }
+
+    /// Applies `events` (read after `after`) to the group at `after`.
+    async fn consume(
+        &self,
+        client: &mut deadpool_postgres::Client,
+        after: Checkpoint,
+        events: &[StoredEvent],
+    ) -> anyhow::Result<()> {
+        let (Some(&set), Some(last)) = (self.groups.get(&after), events.last()) else {
+            return Ok(());
         };
-        let _ = tokio::time::timeout(idle, wake.changed()).await;
+        let mut changes = Changes::new(set);
+        for e in events {
+            changes.add(e)?;
+        }
+        apply(client, set, after, last.checkpoint(), &changes).await?;
+        Ok(())
     }
 }
 
@@ -305,7 +244,7 @@ pub(crate) async fn catch_up(
     client: &mut deadpool_postgres::Client,
     set: ProjectionSet,
     batch_size: i64,
-) -> anyhow::Result<usize> {
+) -> anyhow::Result<()> {
     let names = set.names();
     client
         .execute(
@@ -313,83 +252,26 @@ pub(crate) async fn catch_up(
             &[&names],
         )
         .await?;
-    let last: Option<i64> = client
-        .query_one("select max(position) from events", &[])
-        .await?
-        .get(0);
-    let mut applied = 0;
+    let head = log::head_position(&*client).await?;
+    let mut projector = Projector {
+        owned: set,
+        ..Projector::default()
+    };
     loop {
-        let n = step(client, set, batch_size).await?;
-        applied += n;
-        if n > 0 {
+        let mut read = 0;
+        for after in projector.cursors(client).await? {
+            let events = log::read_after(&*client, after, batch_size).await?;
+            read += events.len();
+            projector.consume(client, after, &events).await?;
+        }
+        if read > 0 {
             continue;
         }
-        match last {
-            Some(last) if !caught_up(&*client, set, last).await? => {
-                tokio::time::sleep(Duration::from_millis(5)).await;
-            }
-            _ => return Ok(applied),
+        if head == 0 || log::projections_reached(&*client, &names, head).await? {
+            return Ok(());
         }
+        tokio::time::sleep(Duration::from_millis(5)).await;
     }
-}
-
-/// Whether every projection in `set` has applied the event at `position` (or it never was).
-async fn caught_up(
-    client: &impl GenericClient,
-    set: ProjectionSet,
-    position: i64,
-) -> anyhow::Result<bool> {
-    let row = client
-        .query_one(
-            "select coalesce(bool_and((c.tx, c.position) >= (e.tx, e.position)), true)
-             from events e, read.checkpoints c
-             where e.position = $1 and c.projection = any($2::text[])",
-            &[&position, &set.names()],
-        )
-        .await?;
-    Ok(row.get(0))
-}
-
-/// Applies at most one batch to each group of projections that share a checkpoint. Returns
-/// the number of events applied.
-async fn step(
-    client: &mut deadpool_postgres::Client,
-    owned: ProjectionSet,
-    batch_size: i64,
-) -> anyhow::Result<usize> {
-    let rows = client
-        .query(
-            "select projection, tx, position from read.checkpoints where projection = any($1::text[])",
-            &[&owned.names()],
-        )
-        .await?;
-    let mut groups: BTreeMap<Checkpoint, ProjectionSet> = BTreeMap::new();
-    for row in rows {
-        let Some(p) = Projection::parse(row.get(0)) else {
-            continue;
-        };
-        let cp = Checkpoint {
-            tx: row.get(1),
-            position: row.get(2),
-        };
-        let set = groups.entry(cp).or_default();
-        *set = set.with(p);
-    }
-    let mut applied = 0;
-    for (cp, set) in groups {
-        let events = read_after(&*client, cp, batch_size).await?;
-        let Some(last) = events.last().map(|e| e.checkpoint()) else {
-            continue;
-        };
-        let mut changes = Changes::new(set);
-        for e in &events {
-            changes.add(e)?;
-        }
-        if apply(client, set, cp, last, &changes).await? {
-            applied += events.len();
-        }
-    }
-    Ok(applied)
 }
 
 /// One transaction: lock the checkpoints, check nobody moved them, write rows and checkpoints.
@@ -453,16 +335,7 @@ pub async fn wait_for_position(
     loop {
         let reached = async {
             let client = pool.get().await?;
-            let row = client
-                .query_one(
-                    "select count(*) = cardinality($2::text[])
-                        and coalesce(bool_and((c.tx, c.position) >= (e.tx, e.position)), false)
-                     from events e, read.checkpoints c
-                     where e.position = $1 and c.projection = any($2::text[])",
-                    &[&position, &names],
-                )
-                .await?;
-            anyhow::Ok(row.get::<_, bool>(0))
+            log::projections_reached(&client, &names, position).await
         }
         .await;
         match reached {

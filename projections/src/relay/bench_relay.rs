@@ -150,12 +150,7 @@ async fn measure(options: &BenchOptions, scratch: &ScratchDatabase) -> anyhow::R
 
     eprintln!("publishing to {prefix}.*");
     let started = Instant::now();
-    let head: i64 = pool
-        .get()
-        .await?
-        .query_one("select coalesce(max(position), 0) from events", &[])
-        .await?
-        .get(0);
+    let head = plinth_commands::log::head_position(&pool.get().await?).await?;
     let mut last_report = Instant::now();
     loop {
         let at = checkpoint(&pool, &config.name)
@@ -307,10 +302,7 @@ async fn latency_run(
 pub async fn seed_log(pool: &Pool, events: u64, streams: u64) -> anyhow::Result<()> {
     const CHUNK: i64 = 100_000;
     let client = pool.get().await?;
-    let already: i64 = client
-        .query_one("select count(*) from events", &[])
-        .await?
-        .get(0);
+    let already = plinth_commands::log::count(&client).await?;
     let streams = streams.max(1) as i64;
     let statement = client
         .prepare(

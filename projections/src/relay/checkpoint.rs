@@ -2,6 +2,7 @@
 //! leadership lock.
 
 use deadpool_postgres::Pool;
+use plinth_commands::follower::{LockConnection, LockKey};
 use plinth_commands::Checkpoint;
 use tokio_postgres::Client;
 
@@ -54,12 +55,11 @@ pub(crate) async fn save(client: &Client, name: &str, at: Checkpoint) -> anyhow:
 /// Tries to become the leader of `name`. A session-level advisory lock: it is held until this
 /// connection ends, so a crashed or killed leader releases it with its connection. The
 /// two-key form lives in a key space apart from the one-key migration lock.
-pub(crate) async fn try_lead(client: &Client, name: &str) -> anyhow::Result<bool> {
-    let row = client
-        .query_one(
-            "select pg_try_advisory_lock(hashtext('plinth_relay'), hashtext($1))",
-            &[&name],
-        )
-        .await?;
-    Ok(row.get(0))
+pub(crate) async fn try_lead(client: &LockConnection, name: &str) -> anyhow::Result<bool> {
+    client
+        .try_lock(LockKey::Named {
+            space: "plinth_relay",
+            name,
+        })
+        .await
 }

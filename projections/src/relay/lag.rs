@@ -3,10 +3,10 @@
 use std::sync::Arc;
 
 use deadpool_postgres::Pool;
-use plinth_commands::Checkpoint;
+use plinth_commands::{log, Checkpoint};
 use tokio::sync::watch;
 
-use super::{is_stopped, stopped, RelayConfig};
+use super::{checkpoint, is_stopped, stopped, RelayConfig};
 
 /// Counting more than this many unpublished events exactly would cost a scan per report;
 /// beyond it the count is estimated from positions.
@@ -26,42 +26,18 @@ pub struct Lag {
 
 /// The lag of relay `name`.
 pub async fn lag(pool: &Pool, name: &str) -> anyhow::Result<Lag> {
-    let client = pool.get().await?;
-    let checkpoint = client
-        .query_opt(
-            "select tx, position from relay_checkpoints where name = $1",
-            &[&name],
-        )
+    let checkpoint = checkpoint::checkpoint(pool, name)
         .await?
-        .map(|r| Checkpoint {
-            tx: r.get(0),
-            position: r.get(1),
-        })
         .unwrap_or_default();
-    // Both queries walk the (tx, position) index from the checkpoint, like the relay does;
-    // unlike the relay they also see events still hidden behind a running transaction, which
-    // are lag all the same.
-    let row = client
-        .query_one(
-            "select
-                 (select count(*) from (select 1 from events where (tx, position) > ($1, $2) limit $3) t),
-                 (select extract(epoch from now() - recorded_at)::float8 from events
-                   where (tx, position) > ($1, $2) order by tx, position limit 1),
-                 (select coalesce(max(position), 0) from events)",
-            &[&checkpoint.tx, &checkpoint.position, &EXACT_COUNT_LIMIT],
-        )
-        .await?;
-    let counted: i64 = row.get(0);
-    let oldest: Option<f64> = row.get(1);
-    let head: i64 = row.get(2);
-    let events = if counted < EXACT_COUNT_LIMIT {
-        counted
+    let backlog = log::backlog(&pool.get().await?, checkpoint, EXACT_COUNT_LIMIT).await?;
+    let events = if backlog.counted < EXACT_COUNT_LIMIT {
+        backlog.counted
     } else {
-        counted.max(head - checkpoint.position)
+        backlog.counted.max(backlog.head - checkpoint.position)
     };
     Ok(Lag {
         events: events.max(0) as u64,
-        seconds: oldest.unwrap_or(0.0).max(0.0),
+        seconds: backlog.oldest_seconds.unwrap_or(0.0).max(0.0),
         checkpoint,
     })
 }

@@ -1,9 +1,9 @@
 //! Leadership and the publishing pipeline.
 //!
 //! A session: connect, win the advisory lock (or stand by), build a producer, then run two
-//! halves side by side: the sender reads the log from the checkpoint and hands events to
-//! librdkafka in log order; the confirmer awaits their delivery reports in that same order and
-//! saves the checkpoint after each confirmed batch. Awaiting in log order is what makes the
+//! halves side by side: the sender, fed by the write side's [`Follower`] from the checkpoint,
+//! hands events to librdkafka in log order; the confirmer awaits their delivery reports in
+//! that same order and saves the checkpoint after each confirmed batch. Awaiting in log order is what makes the
 //! checkpoint a contiguous prefix: an event is covered only once it and every event before it
 //! were confirmed. Any error ends the session; the next one starts from the saved checkpoint
 //! with a new producer, so whatever was in flight is sent again (duplicates, never gaps).
@@ -11,30 +11,41 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::Context as _;
-use deadpool_postgres::{ClientWrapper, Object, Pool};
-use futures::StreamExt as _;
-use plinth_commands::{read_after, Checkpoint};
+use deadpool_postgres::Pool;
+use plinth_commands::follower::{Consumer, Follower, FollowerConfig, LockConnection};
+use plinth_commands::{Checkpoint, StoredEvent};
 use rdkafka::producer::DeliveryFuture;
-use tokio::sync::{mpsc, watch, Notify};
+use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
-use tokio_postgres::{AsyncMessage, Client, NoTls};
+use tokio_postgres::Client;
 
 use super::producer::{self, Producer, Publisher};
 use super::{checkpoint, is_stopped, stopped, RelayConfig};
 
-/// After a notification, how many times to look again for the new events before falling back
-/// to the poll interval; the delays double from 1 ms (1 + 2 + … + 128 ≈ 255 ms in all).
-const EAGER_RETRIES: u32 = 8;
 /// Save the checkpoint at least this often while batches keep coming.
 const SAVE_EVERY: Duration = Duration::from_millis(200);
 
 /// Runs sessions until `stop`, backing off after failures.
-pub(crate) async fn run(pool: Pool, config: Arc<RelayConfig>, mut stop: watch::Receiver<bool>) {
+pub(crate) async fn run(
+    pool: Pool,
+    config: Arc<RelayConfig>,
+    listen: Option<tokio_postgres::Config>,
+    mut stop: watch::Receiver<bool>,
+) {
+    // Standbys listen too: one connection each, and no delay when they take over.
+    let mut follower = Follower::start(
+        pool.clone(),
+        FollowerConfig {
+            listen,
+            poll_interval: config.poll_interval,
+            batch_size: config.batch_size,
+        },
+    );
     let mut backoff = config.min_backoff;
     while !is_stopped(&stop) {
         let mut progressed = false;
-        let Err(error) = lead(&pool, &config, stop.clone(), &mut progressed).await else {
+        let Err(error) = lead(&pool, &config, &mut follower, stop.clone(), &mut progressed).await
+        else {
             return;
         };
         if progressed {
@@ -60,10 +71,11 @@ pub(crate) async fn run(pool: Pool, config: Arc<RelayConfig>, mut stop: watch::R
 async fn lead(
     pool: &Pool,
     config: &RelayConfig,
+    follower: &mut Follower,
     mut stop: watch::Receiver<bool>,
     progressed: &mut bool,
 ) -> anyhow::Result<()> {
-    let (client, wake) = connect(pool, config).await?;
+    let client = connect(pool, config).await?;
     // Losing a checkpoint write to a crash only means re-sending a few events, so the relay
     // does not wait for its own WAL flushes.
     client.batch_execute("set synchronous_commit = off").await?;
@@ -96,14 +108,13 @@ async fn lead(
     let (batches, rx) = mpsc::channel(config.max_batches_in_flight);
     let producer = publisher.producer.clone();
     let sender = Sender {
-        pool,
-        config,
         publisher: &mut publisher,
-        client: &client,
-        wake: &wake,
+        lock: &client,
+        cursor: start,
+        batches,
     };
     tokio::try_join!(
-        sender.run(start, batches, stop.clone()),
+        send(follower, sender, stop.clone()),
         confirm(config, &producer, &client, start, rx, stop, progressed),
     )?;
     Ok(())
@@ -128,67 +139,65 @@ struct Pending {
     delivery: DeliveryFuture,
 }
 
+/// The consumer the follower feeds: hands events to the producer in log order, and each
+/// batch to the confirmer.
 struct Sender<'a> {
-    pool: &'a Pool,
-    config: &'a RelayConfig,
     publisher: &'a mut Publisher,
-    client: &'a Client,
-    wake: &'a Notify,
+    lock: &'a LockConnection,
+    /// The last event handed to the producer (ahead of the saved checkpoint).
+    cursor: Checkpoint,
+    batches: mpsc::Sender<Vec<Pending>>,
 }
 
-impl Sender<'_> {
-    async fn run(
-        self,
-        start: Checkpoint,
-        batches: mpsc::Sender<Vec<Pending>>,
-        mut stop: watch::Receiver<bool>,
+impl Consumer for Sender<'_> {
+    async fn cursors(
+        &mut self,
+        _client: &mut deadpool_postgres::Client,
+    ) -> anyhow::Result<Vec<Checkpoint>> {
+        // Without its lock connection this process no longer leads.
+        self.lock.ensure_open()?;
+        Ok(vec![self.cursor])
+    }
+
+    async fn consume(
+        &mut self,
+        _client: &mut deadpool_postgres::Client,
+        _after: Checkpoint,
+        events: Vec<StoredEvent>,
     ) -> anyhow::Result<()> {
-        // Reads go through the pool (the lock connection is a plain client); holding one
-        // connection for the session keeps its prepared statement.
-        let reader = self
-            .pool
-            .get()
+        let mut batch = Vec::with_capacity(events.len());
+        for event in &events {
+            let delivery = self.publisher.send(event).await?;
+            batch.push(Pending {
+                at: event.checkpoint(),
+                delivery,
+            });
+            self.cursor = event.checkpoint();
+        }
+        self.batches
+            .send(batch)
             .await
-            .context("failed to get a connection for reading the log")?;
-        let mut cursor = start;
-        let mut eager = 0;
-        while !is_stopped(&stop) {
-            let events = read_after(&reader, cursor, self.config.batch_size).await?;
-            let Some(last) = events.last() else {
-                anyhow::ensure!(
-                    !self.client.is_closed(),
-                    "the relay's database connection closed"
-                );
-                let delay = if eager > 0 {
-                    // The notifying transaction committed, but the tail shows it only once no
-                    // older transaction is running anywhere in the cluster: look again soon.
-                    eager -= 1;
-                    Duration::from_millis(1 << (EAGER_RETRIES - 1 - eager))
-                } else {
-                    self.config.poll_interval
-                };
-                tokio::select! {
-                    () = self.wake.notified() => eager = EAGER_RETRIES,
-                    () = tokio::time::sleep(delay) => {}
-                    () = stopped(&mut stop) => {}
-                }
-                continue;
-            };
-            cursor = last.checkpoint();
-            let mut batch = Vec::with_capacity(events.len());
-            for event in &events {
-                let delivery = self.publisher.send(event).await?;
-                batch.push(Pending {
-                    at: event.checkpoint(),
-                    delivery,
-                });
-            }
-            if batches.send(batch).await.is_err() {
-                // The confirmer ended; its result is the session's.
-                break;
+            .map_err(|_| anyhow::anyhow!("the confirmer stopped"))
+    }
+}
+
+/// Feeds `sender` until `stop`, or until the confirmer ends (its result is the session's).
+async fn send(
+    follower: &mut Follower,
+    mut sender: Sender<'_>,
+    mut stop: watch::Receiver<bool>,
+) -> anyhow::Result<()> {
+    let confirmer = sender.batches.clone();
+    tokio::select! {
+        result = follower.follow(&mut sender) => {
+            let Err(error) = result;
+            if confirmer.is_closed() {
+                Ok(())
+            } else {
+                Err(error)
             }
         }
-        Ok(())
+        () = stopped(&mut stop) => Ok(()),
     }
 }
 
@@ -255,73 +264,13 @@ async fn confirm(
     result
 }
 
-/// The connection that holds the leadership lock, writes the checkpoint and (when dedicated)
-/// receives notifications. Dropping it closes the connection, which releases the lock: that
-/// is what lets a standby take over from a leader whose task was killed.
-enum LockConnection {
-    Dedicated {
-        client: Client,
-        _listener: AbortOnDrop,
-    },
-    Pooled(ClientWrapper),
-}
-
-impl std::ops::Deref for LockConnection {
-    type Target = Client;
-    fn deref(&self) -> &Client {
-        match self {
-            Self::Dedicated { client, .. } => client,
-            Self::Pooled(wrapper) => wrapper,
-        }
+/// The connection that holds the leadership lock and writes the checkpoint: the relay's own
+/// when `database_url` is given, else one taken out of the pool.
+async fn connect(pool: &Pool, config: &RelayConfig) -> anyhow::Result<LockConnection> {
+    match &config.database_url {
+        Some(url) => LockConnection::connect(&url.parse()?).await,
+        None => LockConnection::take(pool).await,
     }
-}
-
-struct AbortOnDrop(tokio::task::JoinHandle<()>);
-
-impl Drop for AbortOnDrop {
-    fn drop(&mut self) {
-        self.0.abort();
-    }
-}
-
-async fn connect(
-    pool: &Pool,
-    config: &RelayConfig,
-) -> anyhow::Result<(LockConnection, Arc<Notify>)> {
-    let wake = Arc::new(Notify::new());
-    let Some(url) = &config.database_url else {
-        // Taken out of the pool: never returned to it, so the lock cannot leak to another user.
-        let object = pool
-            .get()
-            .await
-            .context("failed to connect to PostgreSQL")?;
-        return Ok((LockConnection::Pooled(Object::take(object)), wake));
-    };
-    let (client, mut connection) = tokio_postgres::connect(url, NoTls)
-        .await
-        .context("failed to connect to PostgreSQL")?;
-    let woken = wake.clone();
-    let listener = tokio::spawn(async move {
-        let mut messages = futures::stream::poll_fn(move |cx| connection.poll_message(cx));
-        while let Some(message) = messages.next().await {
-            match message {
-                Ok(AsyncMessage::Notification(_)) => woken.notify_one(),
-                Ok(_) => {}
-                Err(e) => {
-                    tracing::warn!(error = %e, "the relay's database connection failed");
-                    break;
-                }
-            }
-        }
-    });
-    client.batch_execute("listen plinth_events").await?;
-    Ok((
-        LockConnection::Dedicated {
-            client,
-            _listener: AbortOnDrop(listener),
-        },
-        wake,
-    ))
 }
 
 /// `plinth_relay_active` is 1 while this process leads the relay.

@@ -1,15 +1,16 @@
 //! The Kafka relay (issue 4): the event store is the outbox.
 //!
 //! One relay per name (default `kafka`) tails the global log gap-safely from its checkpoint
-//! (`plinth_commands::read_after`, ordered by (transaction, position)) and publishes every event
+//! (the write side's `plinth_commands::follower`, in the log's order) and publishes every event
 //! with an idempotent rdkafka producer (`acks=all`, at most 5 requests in flight, lz4) to
 //! `<prefix>.<aggregate plural>`, keyed by the stream id, the value being the event data exactly
 //! as stored, with CloudEvents binary-mode headers. The checkpoint (`relay_checkpoints`) moves
 //! only over a contiguous run of events the broker confirmed, so a crash at any point repeats
 //! events (at-least-once; consumers dedupe by `ce_id`) but never skips one.
 //!
-//! The write side never waits for any of this: it only runs `pg_notify('plinth_events', ..)` in
-//! its transaction, which wakes the relay early; a fallback poll covers missed notifications.
+//! The write side never waits for any of this: it only runs `pg_notify('plinth_events', '')` in
+//! its transaction, which wakes the relay's follower; a fallback poll covers missed
+//! notifications.
 //! A broker outage stalls deliveries (librdkafka retries them forever, in order); the relay
 //! session is restarted with exponential backoff on anything worse, resuming from the
 //! checkpoint. Processes running the same relay name elect one leader with a PostgreSQL
@@ -32,6 +33,7 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
+use anyhow::Context as _;
 use deadpool_postgres::Pool;
 use tokio::sync::watch;
 
@@ -60,10 +62,12 @@ pub struct RelayConfig {
     pub name: String,
     /// CloudEvents `ce_source`.
     pub source: String,
-    /// A PostgreSQL URL for the relay's own connection, on which it LISTENs for
-    /// `plinth_events` and holds its leadership lock. Without it the relay takes a connection
-    /// out of the pool for the lock and only polls (every `poll_interval`), which adds up to
-    /// that much latency.
+    /// A PostgreSQL URL for the relay's own connections: the one that LISTENs for
+    /// `plinth_events` and the one that holds its leadership lock (e.g. to bypass a pooler
+    /// that does not keep sessions). Without it the relay takes the lock connection out of the
+    /// pool and listens with the server, user and database of the pool's connections, without
+    /// a password (enough for trust or peer authentication; else notifications are missed and
+    /// the relay finds new events by polling, every `poll_interval`).
     pub database_url: Option<String>,
     /// Events read per query.
     pub batch_size: i64,
@@ -129,6 +133,14 @@ impl RelayConfig {
         }
     }
 
+    /// Where to LISTEN: `database_url` if given, else derived from the pool by the follower.
+    fn listen_config(&self) -> anyhow::Result<Option<tokio_postgres::Config>> {
+        self.database_url
+            .as_deref()
+            .map(|url| url.parse().context("invalid database URL for the relay"))
+            .transpose()
+    }
+
     fn validate(&self) -> anyhow::Result<()> {
         anyhow::ensure!(
             !self.brokers.trim().is_empty(),
@@ -145,6 +157,7 @@ impl RelayConfig {
             "at least one batch must be in flight"
         );
         anyhow::ensure!(self.partitions > 0, "topics need at least one partition");
+        self.listen_config()?;
         // Building a producer checks every librdkafka setting, so a typo fails at start-up
         // instead of in a retry loop.
         drop(producer::build(self)?);
@@ -161,11 +174,12 @@ pub async fn run(
     shutdown: impl Future<Output = ()> + Send,
 ) -> anyhow::Result<()> {
     config.validate()?;
+    let listen = config.listen_config()?;
     let (stop_tx, stop) = watch::channel(false);
     let config = Arc::new(config);
     let work = async {
         tokio::join!(
-            leader::run(pool.clone(), config.clone(), stop.clone()),
+            leader::run(pool.clone(), config.clone(), listen, stop.clone()),
             lag::report(pool.clone(), config.clone(), stop.clone()),
         );
     };

@@ -51,7 +51,8 @@ pub(crate) async fn stream_events(
     to_json(PageBody::from(page))
 }
 
-/// `GET /v1/audit?tenant_id=&actor=&event_type=&since=&until=`.
+/// `GET /v1/audit?tenant_id=&stream_id=&actor=&correlation_id=&event_type=&since=&until=`,
+/// paged in the log's order.
 pub(crate) async fn audit(
     State(state): State<AppState>,
     caller: Caller,
@@ -62,7 +63,7 @@ pub(crate) async fn audit(
     if page
         .after
         .as_deref()
-        .is_some_and(|a| a.parse::<i64>().is_err())
+        .is_some_and(|a| queries::audit_cursor(a).is_none())
     {
         return Err(ApiError::BadRequest(
             "`after` is not a cursor from `next`".into(),
@@ -73,9 +74,17 @@ pub(crate) async fn audit(
             .text("tenant_id")
             .map(|t| parse_id(t, TenantId::parse).map(|t| t.to_string()))
             .transpose()?,
+        stream_id: params.text("stream_id").map(parse_stream_id).transpose()?,
         actor: params
             .text("actor")
             .map(|a| parse_id(a, UserId::parse).map(|u| u.to_string()))
+            .transpose()?,
+        correlation_id: params
+            .text("correlation_id")
+            .map(|c| {
+                uuid::Uuid::parse_str(c)
+                    .map_err(|_| ApiError::BadRequest("`correlation_id` must be a UUID".into()))
+            })
             .transpose()?,
         event_type: match params.text("event_type") {
             Some(t) if plinth_domain::Event::TYPES.contains(&t) => Some(t.to_owned()),
@@ -125,7 +134,7 @@ pub(crate) async fn as_of(
     }
     let position = match (position, time) {
         (Some(p), _) => Some(p),
-        (None, Some(t)) => queries::stream_position_at(&client, id, t).await?,
+        (None, Some(t)) => plinth_commands::log::stream_position_at(&client, id, t).await?,
         (None, None) => None,
     };
     drop(client);

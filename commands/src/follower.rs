@@ -1,0 +1,145 @@
+//! The one loop that tails the log for every consumer of it: the projector runner, the Kafka
+//! relay, and any later relay.
+//!
+//! A [`Follower`] reads the gap-safe tail ([`log::read_after`]) after each checkpoint its
+//! [`Consumer`] names and hands every batch over; storing checkpoints stays with the consumer,
+//! which knows when an event counts as done (a projector in the transaction that writes its
+//! rows, a relay once the broker confirmed delivery). Between batches it waits for:
+//!
+//! - **a notification.** Every appending statement runs `pg_notify('plinth_events', '')`;
+//!   [`listen`] keeps a LISTEN connection up and turns each notification into a wake-up. The
+//!   payload carries nothing, so a wake-up only says "look again".
+//! - **the eager re-reads.** A notified event may not be readable yet: the tail shows it only
+//!   once no older transaction is running anywhere in the cluster, and that older transaction
+//!   may write no events (and so never notify). After a wake-up that finds nothing the follower
+//!   looks again after 1, 2, 4 … 128 ms (≈ 255 ms in all) before falling back to the poll.
+//! - **the poll**, for lost notifications and for when no LISTEN connection can be had.
+//!
+//! Only one process should feed a given consumer: [`leadership`] holds session-level advisory
+//! locks on a connection of their own, so that a dead process's locks go with its connection.
+
+pub mod leadership;
+mod listen;
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use deadpool_postgres::Pool;
+use tokio::sync::watch;
+
+use crate::log;
+use crate::model::{Checkpoint, StoredEvent};
+
+pub use leadership::{LockConnection, LockKey};
+pub use listen::CHANNEL;
+
+/// After a wake-up finds nothing, how many times to look again before falling back to the
+/// poll interval; the delays double from 1 ms.
+const EAGER_RETRIES: u32 = 8;
+
+/// How a follower is woken and paced.
+#[derive(Debug, Clone)]
+pub struct FollowerConfig {
+    /// Where to `LISTEN`. `None`: the server, user and database of the pool's connections,
+    /// without a password (fine for trust or peer authentication; give the real settings
+    /// otherwise). Without a LISTEN connection the follower still works, by polling.
+    pub listen: Option<tokio_postgres::Config>,
+    /// Fallback poll of the log when no notification arrives.
+    pub poll_interval: Duration,
+    /// Events read per query.
+    pub batch_size: i64,
+}
+
+/// What a follower feeds.
+pub trait Consumer: Send {
+    /// The checkpoints to read after: one per group of readers that stand at the same place
+    /// (the projector runner keeps one per group of projections, a relay one). Asked before
+    /// every read, so a consumer may change them (or return none, e.g. while it leads nothing).
+    fn cursors(
+        &mut self,
+        client: &mut deadpool_postgres::Client,
+    ) -> impl Future<Output = anyhow::Result<Vec<Checkpoint>>> + Send;
+
+    /// Handles `events`, the next ones in the log after `after` (one of the cursors).
+    fn consume(
+        &mut self,
+        client: &mut deadpool_postgres::Client,
+        after: Checkpoint,
+        events: Vec<StoredEvent>,
+    ) -> impl Future<Output = anyhow::Result<()>> + Send;
+
+    /// How long the consumer may wait idle at most, when it has work of its own to do sooner
+    /// than the poll (a standby retrying leadership).
+    fn idle_at_most(&self) -> Option<Duration> {
+        None
+    }
+}
+
+/// Tails the log for one consumer at a time; see the module comment.
+#[derive(Debug)]
+pub struct Follower {
+    pool: Pool,
+    poll_interval: Duration,
+    batch_size: i64,
+    wake: watch::Receiver<u64>,
+    _listener: listen::Listener,
+}
+
+impl Follower {
+    /// Starts listening for notifications (reconnecting with backoff for as long as the
+    /// follower lives).
+    pub fn start(pool: Pool, config: FollowerConfig) -> Self {
+        let (listener, wake) = listen::start(pool.clone(), config.listen);
+        Self {
+            pool,
+            poll_interval: config.poll_interval,
+            batch_size: config.batch_size,
+            wake,
+            _listener: listener,
+        }
+    }
+
+    /// Feeds `consumer` from the log on one pooled connection until something fails (cancel
+    /// the future to stop). Dropped mid-batch, the consumer's checkpoint is where it last
+    /// stored it, so the next session repeats a batch at most.
+    pub async fn follow(&mut self, consumer: &mut impl Consumer) -> anyhow::Result<Infallible> {
+        let mut client = self
+            .pool
+            .get()
+            .await
+            .context("failed to get a connection for reading the log")?;
+        let mut eager = 0;
+        loop {
+            // Wake-ups until now are answered by the reads below.
+            self.wake.borrow_and_update();
+            let mut found = false;
+            for after in consumer.cursors(&mut client).await? {
+                let events = log::read_after(&client, after, self.batch_size).await?;
+                if !events.is_empty() {
+                    found = true;
+                    consumer.consume(&mut client, after, events).await?;
+                }
+            }
+            if found {
+                continue;
+            }
+            let mut idle = if eager > 0 {
+                eager -= 1;
+                Duration::from_millis(1 << (EAGER_RETRIES - 1 - eager))
+            } else {
+                self.poll_interval
+            };
+            if let Some(limit) = consumer.idle_at_most() {
+                idle = idle.min(limit);
+            }
+            match tokio::time::timeout(idle, self.wake.changed()).await {
+                Ok(Ok(())) => eager = EAGER_RETRIES,
+                // The listener is gone (it only ends by panicking): poll.
+                Ok(Err(_)) => tokio::time::sleep(idle).await,
+                Err(_elapsed) => {}
+            }
+        }
+    }
+}

@@ -1,0 +1,365 @@
+//! Every statement that reads the `events` table, so that the log's read order is written
+//! down once.
+//!
+//! **The order rule.** Positions come from a sequence, so a transaction can commit an event
+//! with a lower position after a reader has already seen higher ones. A tail reader therefore
+//! orders by `(tx, position)` and reads only events whose transaction is older than the oldest
+//! transaction still running anywhere in the cluster (the snapshot's xmin): everything before
+//! the returned events is final, so no later commit can land behind a checkpoint, and a
+//! transaction that rolls back simply never appears, so it blocks nobody. `AFTER`,
+//! `SETTLED` and `ORDER` below are that rule; every reader that pages through the global log
+//! (projectors, relays, rebuild, audit) builds its statement from them.
+//!
+//! That order is also each stream's version order and causal order (every event after the
+//! events its command read) only because writers take their transaction id after their stream
+//! locks (`locks.rs`, docs/adr/0004-log-order.md): the rule here and the locking there belong
+//! together.
+//!
+//! Reads of one stream (by version) and point lookups need no such rule and live here only so
+//! that a change to the table is made in one place. The write side's own append stays with it
+//! (`rows.rs`).
+
+use std::sync::LazyLock;
+
+use anyhow::Context as _;
+use chrono::{DateTime, Utc};
+use deadpool_postgres::GenericClient;
+use tokio_postgres::Row;
+
+use plinth_domain::{apply, Aggregate, Event};
+
+use crate::model::{Checkpoint, EventMetadata, StoredEvent};
+
+/// Events after the checkpoint `($1, $2)` in log order.
+const AFTER: &str = "(tx, position) > ($1, $2)";
+/// Events no running transaction can still precede: see the module comment.
+const SETTLED: &str = "tx < pg_snapshot_xmin(pg_current_snapshot())::text::bigint";
+/// The log's order, for `order by`.
+const ORDER: &str = "tx, position";
+
+/// The columns [`stored_event`] reads.
+pub(crate) const STORED_COLUMNS: &str =
+    "position, tx, event_id, stream_id, stream_version, event_type, \
+     schema_version, data::text as data, metadata::text as metadata, recorded_at, hash";
+
+/// The gap-safe tail: up to `$3` settled events after `($1, $2)`.
+static TAIL: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "select {STORED_COLUMNS} from events where {AFTER} and {SETTLED} order by {ORDER} limit $3"
+    )
+});
+
+/// Reads `StoredEvent`s from rows selected with [`STORED_COLUMNS`].
+pub(crate) fn stored_event(row: &Row) -> anyhow::Result<StoredEvent> {
+    let metadata: String = row.get("metadata");
+    let metadata: EventMetadata = serde_json::from_str(&metadata).context("bad event metadata")?;
+    Ok(StoredEvent {
+        position: row.get("position"),
+        tx: row.get("tx"),
+        event_id: row.get("event_id"),
+        stream_id: row.get("stream_id"),
+        stream_version: row.get("stream_version"),
+        event_type: row.get("event_type"),
+        schema_version: row.get("schema_version"),
+        data: row.get("data"),
+        metadata,
+        recorded_at: row.get("recorded_at"),
+        hash: row.get("hash"),
+    })
+}
+
+fn stored_events(rows: &[Row]) -> anyhow::Result<Vec<StoredEvent>> {
+    rows.iter().map(stored_event).collect()
+}
+
+/// Up to `limit` events after `after`, in log order, never skipping one (the module comment
+/// says why). On a given connection: projectors read inside their own transaction.
+pub async fn read_after(
+    client: &impl GenericClient,
+    after: Checkpoint,
+    limit: i64,
+) -> anyhow::Result<Vec<StoredEvent>> {
+    // Not a cached statement: a fresh plan per read sees the actual checkpoint.
+    let rows = client
+        .query(TAIL.as_str(), &[&after.tx, &after.position, &limit])
+        .await?;
+    stored_events(&rows)
+}
+
+/// The gap-safe tail with only the columns the read models use: a rebuild reads the whole log,
+/// and skipping the metadata and hash columns (and parsing them) is a third of its reading
+/// cost. Parameters and order as [`read_after`]; columns: tx, position, stream_id, event_type,
+/// schema_version, data (text), recorded_at.
+pub fn narrow_tail_sql() -> String {
+    format!(
+        "select tx, position, stream_id, event_type, schema_version, data::text, recorded_at
+         from events where {AFTER} and {SETTLED} order by {ORDER} limit $3"
+    )
+}
+
+/// A stream's events from `from_version` (inclusive), oldest first.
+pub async fn read_stream(
+    client: &impl GenericClient,
+    stream_id: &str,
+    from_version: i64,
+    limit: i64,
+) -> anyhow::Result<Vec<StoredEvent>> {
+    let rows = client
+        .query(
+            &format!(
+                "select {STORED_COLUMNS} from events where stream_id = $1 and stream_version >= $2
+                 order by stream_version limit $3"
+            ),
+            &[&stream_id, &from_version, &limit],
+        )
+        .await?;
+    stored_events(&rows)
+}
+
+/// Events with `from <= position <= to`, in position order, for re-sending a range. Per
+/// stream that is version order: the write side appends version n+1 only after version n
+/// committed (the stream is locked), or later in the same statement.
+pub async fn read_positions(
+    client: &impl GenericClient,
+    from: i64,
+    to: i64,
+    limit: i64,
+) -> anyhow::Result<Vec<StoredEvent>> {
+    let statement = client
+        .prepare_cached(&format!(
+            "select {STORED_COLUMNS} from events where position >= $1 and position <= $2
+             order by position limit $3"
+        ))
+        .await?;
+    let rows = client.query(&statement, &[&from, &to, &limit]).await?;
+    stored_events(&rows)
+}
+
+/// The checkpoint of the event at `position`, if it exists (for read-your-writes).
+pub async fn checkpoint_of(
+    client: &impl GenericClient,
+    position: i64,
+) -> anyhow::Result<Option<Checkpoint>> {
+    let row = client
+        .query_opt("select tx from events where position = $1", &[&position])
+        .await?;
+    Ok(row.map(|r| Checkpoint {
+        tx: r.get(0),
+        position,
+    }))
+}
+
+/// The highest position written so far (0 for an empty log), committed, settled or not.
+pub async fn head_position(client: &impl GenericClient) -> anyhow::Result<i64> {
+    let row = client
+        .query_one("select coalesce(max(position), 0) from events", &[])
+        .await?;
+    Ok(row.get(0))
+}
+
+/// How many events the log holds (a full count: for progress reports, not hot paths).
+pub async fn count(client: &impl GenericClient) -> anyhow::Result<i64> {
+    let row = client.query_one("select count(*) from events", &[]).await?;
+    Ok(row.get(0))
+}
+
+/// A stream folded from its events up to `max_position` (`i64::MAX`: all of them), upcasting
+/// old ones. `None` if it has no event there.
+pub async fn fold_stream(
+    client: &impl GenericClient,
+    stream_id: &str,
+    max_position: i64,
+) -> anyhow::Result<Option<Aggregate>> {
+    let rows = client
+        .query(
+            "select event_type, schema_version, data::text as data from events
+             where stream_id = $1 and position <= $2 order by stream_version",
+            &[&stream_id, &max_position],
+        )
+        .await?;
+    let mut agg = None;
+    for row in rows {
+        let data: String = row.get("data");
+        let event = Event::decode(
+            row.get("event_type"),
+            row.get("schema_version"),
+            serde_json::from_str(&data)?,
+        )?;
+        agg = apply(agg, &event);
+    }
+    Ok(agg)
+}
+
+/// The last position at or before `at` in a stream (for `as_of_time` reads).
+pub async fn stream_position_at(
+    client: &impl GenericClient,
+    stream_id: &str,
+    at: DateTime<Utc>,
+) -> anyhow::Result<Option<i64>> {
+    let row = client
+        .query_one(
+            "select max(position) from events where stream_id = $1 and recorded_at <= $2",
+            &[&stream_id, &at],
+        )
+        .await?;
+    Ok(row.get(0))
+}
+
+/// What lies after a checkpoint, settled or not (a reader's lag).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Backlog {
+    /// Events after the checkpoint, counted up to the limit given.
+    pub counted: i64,
+    /// Age in seconds of the first of them, if any.
+    pub oldest_seconds: Option<f64>,
+    /// [`head_position`].
+    pub head: i64,
+}
+
+/// The [`Backlog`] after `after`, counting at most `count_limit` events. It walks the
+/// `(tx, position)` index from the checkpoint like a tail reader, but also sees events still
+/// hidden behind a running transaction: they are lag all the same.
+pub async fn backlog(
+    client: &impl GenericClient,
+    after: Checkpoint,
+    count_limit: i64,
+) -> anyhow::Result<Backlog> {
+    let row = client
+        .query_one(
+            &format!(
+                "select
+                     (select count(*) from (select 1 from events where {AFTER} limit $3) t),
+                     (select extract(epoch from now() - recorded_at)::float8 from events
+                       where {AFTER} order by {ORDER} limit 1),
+                     (select coalesce(max(position), 0) from events)"
+            ),
+            &[&after.tx, &after.position, &count_limit],
+        )
+        .await?;
+    Ok(Backlog {
+        counted: row.get(0),
+        oldest_seconds: row.get(1),
+        head: row.get(2),
+    })
+}
+
+/// Whether every projection named in `projections` has a checkpoint in the read side's
+/// `read.checkpoints` at or past the event at `position` (false while the event is unknown).
+/// The one statement here that joins a read-side table: comparing checkpoints with an event's
+/// place in the log is the order rule, so it belongs with it.
+pub async fn projections_reached(
+    client: &impl GenericClient,
+    projections: &[&str],
+    position: i64,
+) -> anyhow::Result<bool> {
+    let row = client
+        .query_one(
+            "select count(*) = cardinality($2::text[])
+                and coalesce(bool_and((c.tx, c.position) >= (e.tx, e.position)), false)
+             from events e, read.checkpoints c
+             where e.position = $1 and c.projection = any($2::text[])",
+            &[&position, &projections],
+        )
+        .await?;
+    Ok(row.get(0))
+}
+
+/// Filters of [`audit`]; all optional.
+#[derive(Debug, Clone, Default)]
+pub struct AuditFilter {
+    /// The materialized path of a tenant (`read.tenants.path`): its whole subtree.
+    pub tenant_path: Option<String>,
+    pub stream_id: Option<String>,
+    pub actor: Option<String>,
+    pub correlation_id: Option<uuid::Uuid>,
+    pub event_type: Option<String>,
+    pub since: Option<DateTime<Utc>>,
+    pub until: Option<DateTime<Utc>>,
+}
+
+/// Up to `limit` settled events after `after` that pass `filter`, in log order: a page of the
+/// audit log. Paging by the tail's rule means an event that commits late (a lower position,
+/// committed after a page was read) is never skipped by a cursor already handed out.
+///
+/// The tenant filter joins the read models `read.tenants` and `read.resources` (which streams
+/// a subtree governs): the audit log depends on the read side for that one filter.
+pub async fn audit(
+    client: &impl GenericClient,
+    filter: &AuditFilter,
+    after: Checkpoint,
+    limit: i64,
+) -> anyhow::Result<Vec<StoredEvent>> {
+    let rows = client
+        .query(
+            &format!(
+                "select {STORED_COLUMNS} from events
+                 where {AFTER} and {SETTLED}
+                   and ($3::text is null or stream_id in (
+                           select r.id from read.tenants t join read.resources r on r.tenant_id = t.id
+                           where t.path = $3 or (t.path > $3 || '/' and t.path < $3 || '0')))
+                   and ($4::text is null or stream_id = $4)
+                   and ($5::text is null or metadata->>'actor' = $5)
+                   and ($6::uuid is null or (metadata->>'correlation_id')::uuid = $6)
+                   and ($7::text is null or event_type = $7)
+                   and ($8::timestamptz is null or recorded_at >= $8)
+                   and ($9::timestamptz is null or recorded_at < $9)
+                 order by {ORDER} limit $10"
+            ),
+            &[
+                &after.tx,
+                &after.position,
+                &filter.tenant_path,
+                &filter.stream_id,
+                &filter.actor,
+                &filter.correlation_id,
+                &filter.event_type,
+                &filter.since,
+                &filter.until,
+                &limit,
+            ],
+        )
+        .await?;
+    stored_events(&rows)
+}
+
+/// Up to `limit` events after `(stream_id, stream_version)` in stream order (rows of
+/// [`STORED_COLUMNS`]): `plinth audit verify` walks every chain this way.
+pub(crate) async fn by_stream_after(
+    client: &impl GenericClient,
+    after: &(String, i64),
+    limit: i64,
+) -> anyhow::Result<Vec<Row>> {
+    let sql = format!(
+        "select {STORED_COLUMNS} from events where (stream_id, stream_version) > ($1, $2)
+         order by stream_id, stream_version limit $3"
+    );
+    Ok(client.query(&sql, &[&after.0, &after.1, &limit]).await?)
+}
+
+/// The first stream (by id) whose head in `streams` (version, last hash) does not match its
+/// last event, or that has events but no head: (stream id, head version, last event version).
+pub(crate) async fn first_head_mismatch(
+    client: &impl GenericClient,
+) -> anyhow::Result<Option<(String, Option<i64>, Option<i64>)>> {
+    let row = client
+        .query_opt(
+            "select s.stream_id, s.version, e.stream_version
+             from streams s
+             left join lateral (
+                 select stream_version, hash from events
+                 where stream_id = s.stream_id order by stream_version desc limit 1
+             ) e on true
+             where e.stream_version is distinct from s.version
+                or e.hash is distinct from s.last_hash
+             union all
+             select e.stream_id, null, max(e.stream_version)
+             from events e
+             where not exists (select 1 from streams s where s.stream_id = e.stream_id)
+             group by e.stream_id
+             order by 1
+             limit 1",
+            &[],
+        )
+        .await?;
+    Ok(row.map(|r| (r.get(0), r.get(1), r.get(2))))
+}
