@@ -172,7 +172,7 @@ pub async fn fold_stream(
 ) -> anyhow::Result<Option<Aggregate>> {
     let rows = client
         .query(
-            "select event_type, schema_version, data::text as data from events
+            "select event_type, schema_version, data::text as data, position from events
              where stream_id = $1 and position <= $2 order by stream_version",
             &[&stream_id, &max_position],
         )
@@ -180,11 +180,15 @@ pub async fn fold_stream(
     let mut agg = None;
     for row in rows {
         let data: String = row.get("data");
+        let (event_type, position): (&str, i64) = (row.get("event_type"), row.get("position"));
         let event = Event::decode(
-            row.get("event_type"),
+            event_type,
             row.get("schema_version"),
             serde_json::from_str(&data)?,
-        )?;
+        )
+        .with_context(|| {
+            format!("event at position {position} ({event_type}) cannot be decoded")
+        })?;
         agg = apply(agg, &event);
     }
     Ok(agg)

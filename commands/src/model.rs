@@ -1,5 +1,7 @@
 //! The shapes the event store reads and writes.
 
+use std::borrow::Cow;
+
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
@@ -56,6 +58,24 @@ impl StoredEvent {
         }
     }
 
+    /// The event's data in the current schema version of its type, with that version: the
+    /// stored text byte for byte when it is current (or its type is unknown here), the upcast
+    /// data otherwise. What the relay publishes and the audit log shows
+    /// (docs/adr/0005-schema-evolution.md).
+    pub fn current_data(&self) -> Result<(i32, Cow<'_, str>), DecodeError> {
+        let current = plinth_domain::upcast::current_version(&self.event_type);
+        let known = Event::TYPES.contains(&self.event_type.as_str());
+        if self.schema_version == current || !known {
+            return Ok((self.schema_version, Cow::Borrowed(&self.data)));
+        }
+        let data = serde_json::from_str(&self.data).map_err(|source| DecodeError::Data {
+            event_type: self.event_type.clone(),
+            source,
+        })?;
+        let data = plinth_domain::upcast::upcast(&self.event_type, self.schema_version, data)?;
+        Ok((current, Cow::Owned(data.to_string())))
+    }
+
     /// The domain event, upcast to the current schema.
     pub fn decode(&self) -> Result<Event, DecodeError> {
         let data = serde_json::from_str(&self.data).map_err(|source| DecodeError::Data {
@@ -87,4 +107,60 @@ pub struct CommandOutcome {
     /// `?min_position=` read-your-writes).
     pub position: i64,
     pub events: Vec<AppendedEvent>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn stored(event_type: &str, schema_version: i32, data: &str) -> StoredEvent {
+        let id = Uuid::now_v7();
+        StoredEvent {
+            position: 7,
+            tx: 1,
+            event_id: id,
+            stream_id: "tnntten-x".to_owned(),
+            stream_version: 1,
+            event_type: event_type.to_owned(),
+            schema_version,
+            data: data.to_owned(),
+            metadata: EventMetadata {
+                actor: None,
+                command_id: id,
+                correlation_id: id,
+                causation_id: id,
+                traceparent: None,
+            },
+            recorded_at: Utc::now(),
+            hash: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn current_events_keep_their_stored_bytes_and_old_ones_are_upcast() {
+        let current = stored("TenantDeleted", 1, r#"{ "tenant_id":"t" }"#);
+        let (version, data) = current.current_data().unwrap();
+        assert_eq!((version, data.as_ref()), (1, current.data.as_str()));
+        assert!(matches!(data, Cow::Borrowed(_)));
+
+        let old = stored("TenantCreated", 1, r#"{"path":["a","b"]}"#);
+        let (version, data) = old.current_data().unwrap();
+        assert_eq!(version, 2);
+        let data: serde_json::Value = serde_json::from_str(&data).unwrap();
+        assert_eq!(data["depth"], 2);
+    }
+
+    #[test]
+    fn a_version_from_the_future_is_an_error_naming_type_and_version() {
+        let future = stored("TenantCreated", 9, "{}");
+        let err = future.current_data().unwrap_err().to_string();
+        assert!(err.contains("TenantCreated") && err.contains('9'), "{err}");
+    }
+
+    #[test]
+    fn unknown_types_pass_through_untouched() {
+        let unknown = stored("SomethingElse", 3, r#"{"x":1}"#);
+        let (version, data) = unknown.current_data().unwrap();
+        assert_eq!((version, data.as_ref()), (3, r#"{"x":1}"#));
+    }
 }

@@ -250,6 +250,7 @@ pub fn apply(state: Option<Aggregate>, event: &Event) -> Option<Aggregate> {
                 description,
                 parent_id,
                 path,
+                ..
             },
         ) => created(
             tenant_id.to_string(),

@@ -254,6 +254,7 @@ impl<'a> Ctx<'a> {
             name: c.name.clone(),
             description: c.description.clone(),
             parent_id: c.parent_id.clone(),
+            depth: path.len() as u32,
             path,
         }])
     }

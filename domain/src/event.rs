@@ -8,6 +8,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use crate::id::{LocationId, ProviderId, ResourceId, ResourceProviderId, TenantId, UserId};
+use crate::upcast;
 use crate::values::{AnnotationValue, Description, Name, QualifiedName, Role, Scope, StatusData};
 
 /// Every event Plinth records. Serialized adjacently tagged: `{"event_type": …, "data": {…}}`.
@@ -22,6 +23,9 @@ pub enum Event {
         parent_id: Option<TenantId>,
         /// Ancestors, root first (ends with the parent; empty for a root). Never changes.
         path: Vec<TenantId>,
+        /// How many ancestors it has: 0 for a root. Since schema version 2 (upcast from
+        /// version 1 as the length of `path`).
+        depth: u32,
     },
     TenantUpdated {
         tenant_id: TenantId,
@@ -164,8 +168,17 @@ pub enum Event {
 pub enum DecodeError {
     #[error("unknown event type `{0}`")]
     UnknownType(String),
-    #[error("event type `{event_type}` has no schema version {version}")]
+    #[error(
+        "event type `{event_type}` has no schema version {version} (a newer Plinth wrote it, \
+         or it was tampered with)"
+    )]
     UnknownVersion { event_type: String, version: i32 },
+    #[error("event `{event_type}` data of schema version {from} cannot be upcast: {reason}")]
+    Upcast {
+        event_type: String,
+        from: i32,
+        reason: String,
+    },
     #[error("event `{event_type}` data does not match its schema: {source}")]
     Data {
         event_type: String,
@@ -244,10 +257,9 @@ impl Event {
         }
     }
 
-    /// The schema version written with new events of this type. Bump it when a type's shape
-    /// changes and teach [`Event::decode`] to upcast the older versions.
+    /// The schema version written with new events of this type (see [`crate::upcast`]).
     pub fn schema_version(&self) -> i32 {
-        1
+        upcast::current_version(self.event_type())
     }
 
     /// The `data` object stored and published for this event.
@@ -267,13 +279,7 @@ impl Event {
         if !Self::TYPES.contains(&event_type) {
             return Err(DecodeError::UnknownType(event_type.to_owned()));
         }
-        // Only version 1 exists so far; an upcaster per (type, old version) goes here.
-        if schema_version != 1 {
-            return Err(DecodeError::UnknownVersion {
-                event_type: event_type.to_owned(),
-                version: schema_version,
-            });
-        }
+        let data = upcast::upcast(event_type, schema_version, data)?;
         let tagged = serde_json::json!({ "event_type": event_type, "data": data });
         serde_json::from_value(tagged).map_err(|source| DecodeError::Data {
             event_type: event_type.to_owned(),
@@ -294,6 +300,7 @@ mod tests {
             description: None,
             parent_id: None,
             path: vec![],
+            depth: 0,
         };
         let data = event.data();
         assert!(data.get("tenant_id").is_some());

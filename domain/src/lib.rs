@@ -11,6 +11,7 @@ pub mod decide;
 pub mod event;
 pub mod id;
 pub mod memory;
+pub mod upcast;
 pub mod values;
 
 pub use aggregate::{apply, Aggregate, Body, Lifecycle};

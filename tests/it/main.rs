@@ -14,3 +14,4 @@ mod event_store;
 mod log_order;
 mod read_side;
 mod relay;
+mod schema_evolution;

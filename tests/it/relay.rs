@@ -33,15 +33,15 @@ const TOPICS: [&str; 5] = [
 /// Upper bound for any wait: long enough for a loaded CI machine, short enough to fail.
 const PATIENCE: Duration = Duration::from_secs(180);
 
-fn brokers() -> String {
+pub fn brokers() -> String {
     std::env::var("PLINTH_KAFKA_BROKERS").unwrap_or_else(|_| "127.0.0.1:9092".to_owned())
 }
 
-fn unique(what: &str) -> String {
+pub fn unique(what: &str) -> String {
     format!("it-{what}-{}", uuid::Uuid::now_v7().simple())
 }
 
-fn config(db: &TestDb, brokers: &str, prefix: &str) -> RelayConfig {
+pub fn config(db: &TestDb, brokers: &str, prefix: &str) -> RelayConfig {
     RelayConfig {
         database_url: Some(db.url.clone()),
         partitions: 3,
@@ -70,12 +70,12 @@ async fn submit(bus: &CommandBus, command_type: &str, data: serde_json::Value) -
 }
 
 /// A relay task that can be stopped gracefully or killed.
-struct Running {
+pub struct Running {
     task: JoinHandle<anyhow::Result<()>>,
     stop: tokio::sync::oneshot::Sender<()>,
 }
 
-fn start_relay(pool: &Pool, config: &RelayConfig) -> Running {
+pub fn start_relay(pool: &Pool, config: &RelayConfig) -> Running {
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let task = tokio::spawn(relay::run(pool.clone(), config.clone(), async move {
         let _ = stopped.await;
@@ -84,7 +84,7 @@ fn start_relay(pool: &Pool, config: &RelayConfig) -> Running {
 }
 
 impl Running {
-    async fn stop(self) {
+    pub async fn stop(self) {
         let _ = self.stop.send(());
         self.task.await.expect("relay task").expect("relay run");
     }
@@ -122,7 +122,7 @@ async fn checkpoint(pool: &Pool) -> Checkpoint {
 }
 
 /// Waits until the relay's saved checkpoint covers the whole log.
-async fn wait_caught_up(pool: &Pool) {
+pub async fn wait_caught_up(pool: &Pool) {
     let deadline = tokio::time::Instant::now() + PATIENCE;
     loop {
         let head = head(pool).await;
@@ -155,17 +155,17 @@ async fn all_events(pool: &Pool) -> Vec<StoredEvent> {
 
 /// One message as read back from the broker.
 #[derive(Debug, Clone)]
-struct Received {
+pub struct Received {
     topic: String,
     partition: i32,
     offset: i64,
-    key: String,
-    value: String,
+    pub key: String,
+    pub value: String,
     headers: HashMap<String, String>,
 }
 
 impl Received {
-    fn header(&self, name: &str) -> &str {
+    pub fn header(&self, name: &str) -> &str {
         self.headers
             .get(name)
             .unwrap_or_else(|| panic!("no {name} header on {self:?}"))
@@ -174,7 +174,7 @@ impl Received {
 
 /// Reads every message of the `<prefix>.*` topics from the beginning up to their current end,
 /// in a consumer group of its own.
-async fn read_all(brokers: &str, prefix: &str) -> Vec<Received> {
+pub async fn read_all(brokers: &str, prefix: &str) -> Vec<Received> {
     let consumer: StreamConsumer = ClientConfig::new()
         .set("bootstrap.servers", brokers)
         .set("group.id", unique("reader"))

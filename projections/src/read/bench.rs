@@ -134,6 +134,7 @@ async fn write_log(pool: &Pool, options: &BenchOptions, rng: &mut StdRng) -> any
                 name: name(&format!("tenant-{i}")),
                 description: None,
                 parent_id: path.last().cloned(),
+                depth: path.len() as u32,
                 path,
             }
         );

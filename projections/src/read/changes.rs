@@ -834,6 +834,7 @@ impl Changes {
                 description,
                 parent_id,
                 path,
+                depth,
             } => {
                 let ancestors: Vec<String> = path.iter().map(|t| t.to_string()).collect();
                 let mut full = ancestors.join("/");
@@ -847,7 +848,7 @@ impl Changes {
                     name: name.to_string(),
                     description: opt(description),
                     lifecycle: "live",
-                    depth: ancestors.len() as i32,
+                    depth: *depth as i32,
                     path: full,
                     ancestors,
                     created_at: e.recorded_at,

@@ -6,6 +6,7 @@
 //! (any role may read). A query about something the viewer may not see answers `None`,
 //! exactly as if it did not exist, so callers cannot tell the two apart (the API's 404).
 
+use anyhow::Context as _;
 use chrono::{DateTime, Utc};
 use deadpool_postgres::GenericClient;
 use serde::Serialize;
@@ -825,12 +826,18 @@ pub struct AuditItem {
     pub command_id: Option<String>,
     pub correlation_id: Option<String>,
     pub causation_id: Option<String>,
+    /// The schema version `data` is in: the current one of its type (older events are shown
+    /// upcast, as every reader sees them).
+    pub schema_version: i32,
     pub data: serde_json::Value,
 }
 
 impl AuditItem {
     fn of(event: &StoredEvent) -> anyhow::Result<Self> {
         let metadata = &event.metadata;
+        let (schema_version, data) = event
+            .current_data()
+            .with_context(|| format!("event at position {} cannot be shown", event.position))?;
         Ok(Self {
             event_id: event.event_id,
             event_type: event.event_type.clone(),
@@ -842,7 +849,8 @@ impl AuditItem {
             command_id: Some(metadata.command_id.to_string()),
             correlation_id: Some(metadata.correlation_id.to_string()),
             causation_id: Some(metadata.causation_id.to_string()),
-            data: serde_json::from_str(&event.data)?,
+            schema_version,
+            data: serde_json::from_str(&data)?,
         })
     }
 }

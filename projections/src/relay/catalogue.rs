@@ -7,7 +7,7 @@ use std::fmt::Write as _;
 use std::path::Path;
 
 use anyhow::Context as _;
-use plinth_domain::Event;
+use plinth_domain::{upcast, Event};
 use serde_json::Value;
 
 const BEGIN: &str = "<!-- BEGIN GENERATED: event catalogue -->";
@@ -57,7 +57,25 @@ pub fn topics_of_event_type(event_type: &str) -> &'static [&'static str] {
 
 /// The JSON Schema of every event (`{"event_type": …, "data": {…}}`), pretty-printed.
 pub fn event_schema_json() -> String {
-    let schema = schemars::schema_for!(Event);
+    let mut schema = serde_json::to_value(schemars::schema_for!(Event)).expect("schemas serialize");
+    // Versioned: each variant names the schema version its data is in (what a consumer sees in
+    // `plinth_schema_version`), and the history lists how older versions differ.
+    for variant in schema["oneOf"].as_array_mut().into_iter().flatten() {
+        let name = variant["properties"]["event_type"]["enum"][0]
+            .as_str()
+            .map(str::to_owned);
+        if let (Some(name), Some(fields)) = (name, variant.as_object_mut()) {
+            fields.insert(
+                "x-plinth-schema-version".to_owned(),
+                upcast::current_version(&name).into(),
+            );
+        }
+    }
+    let history: Vec<Value> = upcast::HISTORY
+        .iter()
+        .map(|c| serde_json::json!({"event_type": c.event_type, "version": c.version, "change": c.what}))
+        .collect();
+    schema["x-plinth-schema-history"] = Value::Array(history);
     let mut text = serde_json::to_string_pretty(&schema).expect("schemas serialize");
     text.push('\n');
     text
@@ -88,14 +106,15 @@ pub fn catalogue_markdown() -> String {
          run it with PLINTH_UPDATE_SCHEMA=1 to regenerate. Do not edit by hand. -->\n\n",
     );
     out.push_str(
-        "## Event types\n\n| Event type | Topic | Key (= `ce_subject`) |\n|---|---|---|\n",
+        "## Event types\n\n| Event type | Schema version | Topic | Key (= `ce_subject`) |\n|---|---|---|---|\n",
     );
     for (name, _, _) in &entries {
         let (topics, key) = routing(name);
         let _ = writeln!(
             out,
-            "| [`{name}`](#{}) | {} | `{key}` |",
+            "| [`{name}`](#{}) | {} | {} | `{key}` |",
             name.to_lowercase(),
+            upcast::current_version(name),
             topic_list(topics)
         );
     }
@@ -107,9 +126,16 @@ pub fn catalogue_markdown() -> String {
         }
         let _ = writeln!(
             out,
-            "Topic: {} · key: the `{key}` field.\n",
-            topic_list(topics)
+            "Topic: {} · key: the `{key}` field · schema version {}.\n",
+            topic_list(topics),
+            upcast::current_version(name)
         );
+        for change in upcast::HISTORY.iter().filter(|c| c.event_type == name) {
+            let _ = writeln!(out, "- Version {}: {}.", change.version, change.what);
+        }
+        if upcast::HISTORY.iter().any(|c| c.event_type == name) {
+            out.push('\n');
+        }
         out.push_str("| Field | Type | Required | Description |\n|---|---|---|---|\n");
         let required: Vec<&str> = data["required"]
             .as_array()

@@ -50,7 +50,14 @@ pub(crate) struct HeaderWriter {
 }
 
 impl HeaderWriter {
-    pub(crate) fn headers(&mut self, event: &StoredEvent, source: &str) -> OwnedHeaders {
+    /// `schema_version` is the version of the payload sent, which is the current one of the
+    /// event's type even when the event was stored in an older one.
+    pub(crate) fn headers(
+        &mut self,
+        event: &StoredEvent,
+        schema_version: i32,
+        source: &str,
+    ) -> OwnedHeaders {
         fn h<'a>(key: &'a str, value: &'a str) -> Header<'a, &'a str> {
             Header {
                 key,
@@ -77,7 +84,7 @@ impl HeaderWriter {
             ))
             .insert(h(
                 "plinth_schema_version",
-                self.number(event.schema_version.into()),
+                self.number(schema_version.into()),
             ))
             .insert(h(
                 "plinth_correlation_id",
@@ -189,7 +196,7 @@ mod tests {
     #[test]
     fn headers_carry_cloudevents_attributes_and_plinth_extensions() {
         let e = event(TenantId::generate().as_str());
-        let h = HeaderWriter::default().headers(&e, "plinth");
+        let h = HeaderWriter::default().headers(&e, e.schema_version, "plinth");
         let get = |k: &str| {
             h.iter()
                 .find(|x| x.key == k)

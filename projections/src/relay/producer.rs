@@ -216,11 +216,19 @@ impl Publisher {
     /// future of its delivery report.
     pub(crate) async fn send(&mut self, event: &StoredEvent) -> anyhow::Result<DeliveryFuture> {
         let topic = self.topics.for_stream(&event.stream_id).await?;
+        // Consumers get every event in its type's current shape (old ones upcast), with
+        // `plinth_schema_version` naming that shape: docs/adr/0005-schema-evolution.md.
+        let (schema_version, data) = event.current_data().with_context(|| {
+            format!(
+                "event {} at position {} ({} v{}) cannot be published",
+                event.event_id, event.position, event.event_type, event.schema_version
+            )
+        })?;
         loop {
             let record = FutureRecord::to(topic)
                 .key(event.stream_id.as_str())
-                .payload(event.data.as_str())
-                .headers(self.headers.headers(event, &self.source));
+                .payload(data.as_ref())
+                .headers(self.headers.headers(event, schema_version, &self.source));
             match self.producer.send_result(record) {
                 Ok(delivery) => return Ok(delivery),
                 Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), _)) => {
