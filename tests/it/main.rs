@@ -8,6 +8,7 @@
 #[allow(dead_code)]
 mod support;
 
+mod admins;
 mod commands_api;
 mod event_store;
 mod read_side;
