@@ -13,3 +13,4 @@ mod commands_api;
 mod event_store;
 mod read_side;
 mod relay;
+mod shared_reads;

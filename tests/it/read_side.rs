@@ -6,7 +6,7 @@ use serde_json::{json, Value};
 use crate::support::{spawn_app, Reply, TestApp};
 
 /// A running app with the projectors running beside it (as `plinth serve` runs them).
-async fn app() -> TestApp {
+pub async fn app() -> TestApp {
     let app = spawn_app().await;
     tokio::spawn(plinth_projections::read::run_projectors(
         app.db.pool.clone(),
@@ -16,7 +16,7 @@ async fn app() -> TestApp {
 }
 
 /// A command that must succeed: (stream id, position).
-async fn run(app: &TestApp, token: &str, command_type: &str, data: Value) -> (String, i64) {
+pub async fn run(app: &TestApp, token: &str, command_type: &str, data: Value) -> (String, i64) {
     let reply = app.command(token, command_type, data).await;
     assert!(
         reply.status == 201 || reply.status == 200,
@@ -29,19 +29,19 @@ async fn run(app: &TestApp, token: &str, command_type: &str, data: Value) -> (St
 }
 
 /// `GET path` once the read models cover `position`.
-async fn read(app: &TestApp, token: &str, path: &str, position: i64) -> Reply {
+pub async fn read(app: &TestApp, token: &str, path: &str, position: i64) -> Reply {
     let sep = if path.contains('?') { '&' } else { '?' };
     app.get(token, &format!("{path}{sep}min_position={position}"))
         .await
 }
 
-async fn read_ok(app: &TestApp, token: &str, path: &str, position: i64) -> Value {
+pub async fn read_ok(app: &TestApp, token: &str, path: &str, position: i64) -> Value {
     let reply = read(app, token, path, position).await;
     assert_eq!(reply.status, 200, "GET {path}: {reply:?}");
     reply.body
 }
 
-fn ids(list: &Value, field: &str) -> Vec<String> {
+pub fn ids(list: &Value, field: &str) -> Vec<String> {
     list["items"]
         .as_array()
         .unwrap_or_else(|| panic!("not a page: {list}"))

@@ -63,7 +63,7 @@ pub(crate) const ROUTES: &[(&str, &str, &str, &[&str])] = &[
     (
         "get",
         "/v1/locations/{id}",
-        "A location (temporal with as_of_position / as_of_time)",
+        "A location with its metadata and the availability the caller may know of (temporal with as_of_position / as_of_time)",
         &["min_position", "as_of_position", "as_of_time"],
     ),
     (
@@ -75,13 +75,43 @@ pub(crate) const ROUTES: &[(&str, &str, &str, &[&str])] = &[
     (
         "get",
         "/v1/resource-providers/{id}",
-        "A resource provider with scopes and locations",
+        "A resource provider with scopes, live locations, metadata and the availability the caller may know of (temporal too)",
         &["min_position", "as_of_position", "as_of_time"],
     ),
     (
         "get",
         "/v1/resource-providers/{id}/tenants",
         "Tenants where it holds access, with scopes",
+        &["after", "limit", "min_position"],
+    ),
+    (
+        "get",
+        "/v1/resource-providers/{id}/providers",
+        "Providers using the resource provider",
+        &["after", "limit", "min_position"],
+    ),
+    (
+        "get",
+        "/v1/providers/{id}",
+        "A provider with its metadata (readable by its resource provider's consumers too)",
+        &["min_position"],
+    ),
+    (
+        "get",
+        "/v1/tenants/{id}/providers",
+        "Providers the tenant may use (owned or through an available resource provider)",
+        &["after", "limit", "min_position"],
+    ),
+    (
+        "get",
+        "/v1/tenants/{id}/grants",
+        "Access grants in effect at the tenant, direct and inherited, each with its source (tenant admins)",
+        &["after", "limit", "min_position"],
+    ),
+    (
+        "get",
+        "/v1/users/{id}/roles",
+        "A user's roles per tenant subtree, with the effective role (the user or a platform admin)",
         &["after", "limit", "min_position"],
     ),
     (
