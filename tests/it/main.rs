@@ -11,6 +11,7 @@ mod support;
 mod admins;
 mod commands_api;
 mod event_store;
+mod lifecycle;
 mod read_side;
 mod relay;
 mod shared_reads;
