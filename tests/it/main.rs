@@ -12,6 +12,7 @@ mod admins;
 mod commands_api;
 mod event_store;
 mod lifecycle;
+mod metadata;
 mod query_params;
 mod read_side;
 mod relay;

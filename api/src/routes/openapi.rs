@@ -29,7 +29,7 @@ pub(crate) const ROUTES: &[(&str, &str, &str, &[&str])] = &[
     (
         "get",
         "/v1/tenants/{id}",
-        "A tenant (temporal with as_of_position / as_of_time)",
+        "A tenant with its metadata (temporal with as_of_position / as_of_time)",
         &["min_position", "as_of_position", "as_of_time"],
     ),
     (
@@ -115,6 +115,12 @@ pub(crate) const ROUTES: &[(&str, &str, &str, &[&str])] = &[
         "/v1/users/{id}/roles",
         "A user's roles per tenant subtree, with the effective role (the user or a platform admin)",
         &["after", "limit", "min_position"],
+    ),
+    (
+        "get",
+        "/v1/tenants/{id}/resources",
+        "The subtree's resources of every kind carrying an annotation (`annotation=key=value`)",
+        &["annotation", "after", "limit", "min_position"],
     ),
     (
         "get",

@@ -13,10 +13,12 @@ use tokio_postgres::Row;
 
 use plinth_domain::{Actor, Scope};
 
+mod annotated;
 mod permissions;
 mod providers;
 mod shared;
 
+pub use annotated::{annotated_resources, AnnotatedResource};
 pub use permissions::{tenant_grants, user_roles, GrantView, GrantsRefusal, RoleView};
 pub use providers::{
     provider, resource_provider_providers, tenant_providers, ProviderDetail, ProviderView,
@@ -195,11 +197,19 @@ pub async fn can_view_tenant(
         .is_some_and(|t| t.rank.is_some()))
 }
 
+/// A tenant as its GET answers it: with its metadata.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct TenantDetail {
+    #[serde(flatten)]
+    pub tenant: TenantView,
+    pub metadata: MetadataView,
+}
+
 pub async fn tenant(
     client: &impl GenericClient,
     viewer: &Viewer,
     id: &str,
-) -> anyhow::Result<Option<TenantView>> {
+) -> anyhow::Result<Option<TenantDetail>> {
     if visible_tenant(client, viewer, id).await?.is_none() {
         return Ok(None);
     }
@@ -209,7 +219,13 @@ pub async fn tenant(
             &[&id],
         )
         .await?;
-    Ok(row.as_ref().map(tenant_view))
+    let Some(tenant) = row.as_ref().map(tenant_view) else {
+        return Ok(None);
+    };
+    Ok(Some(TenantDetail {
+        tenant,
+        metadata: metadata_of(client, id).await?,
+    }))
 }
 
 /// The roots the viewer may see: real roots for platform administrators; for others, the

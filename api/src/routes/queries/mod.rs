@@ -78,6 +78,10 @@ pub(crate) fn router() -> Router<AppState> {
             get(providers::tenant_providers),
         )
         .route("/v1/tenants/{id}/grants", get(permissions::tenant_grants))
+        .route(
+            "/v1/tenants/{id}/resources",
+            get(resources::annotated_resources),
+        )
         .route("/v1/users/{id}/roles", get(permissions::user_roles))
         .route("/v1/access/check", get(resources::access_check))
         .route("/v1/resources/{id}/metadata", get(resources::metadata))
