@@ -47,8 +47,15 @@ pub(crate) const ROUTES: &[(&str, &str, &str, &[&str])] = &[
     (
         "get",
         "/v1/tenants/{id}/descendants",
-        "Descendants with depth",
-        &["max_depth", "after", "limit", "min_position"],
+        "Descendants with depth (as_of_position / as_of_time: 400, not supported)",
+        &[
+            "max_depth",
+            "after",
+            "limit",
+            "min_position",
+            "as_of_position",
+            "as_of_time",
+        ],
     ),
     (
         "get",
