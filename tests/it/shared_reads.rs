@@ -386,3 +386,46 @@ async fn tenant_admins_list_direct_and_inherited_grants_and_users_read_their_own
     let by_admin = read_ok(&app, &app.admin(), &path, at).await;
     assert_eq!(by_admin["items"].as_array().unwrap().len(), 2);
 }
+
+#[tokio::test]
+async fn a_sub_tenant_reached_only_by_an_authorization_reads_the_resource_provider_and_its_providers(
+) {
+    let app = app().await;
+    let s = seed(&app).await;
+    // The resource provider is available to Tenant-200 alone; Tenant-200 authorizes it for its
+    // sub-tenants too, so it acts in Tenant-300.
+    let (t200_admin, _) = member(&app, "t200-admin", &s.t200, "admin").await;
+    let (t300, before) = member(&app, "t300-viewer", &s.t300, "viewer").await;
+    let rp_path = format!("/v1/resource-providers/{}", s.rp);
+    assert_eq!(status(&app, &t300, &rp_path, before).await, 404);
+    let (_, at) = run(
+        &app,
+        &t200_admin,
+        "AuthorizeResourceProvider",
+        json!({"resource_provider_id": s.rp, "tenant_id": s.t200, "include_subtenants": true}),
+    )
+    .await;
+    let rp = read_ok(&app, &t300, &rp_path, at).await;
+    assert_eq!(rp["name"], "Resource-Provider-LoadBalancers");
+    assert_eq!(
+        rp["available_to"],
+        json!([]),
+        "no entry concerns Tenant-300's own grants"
+    );
+    let foo = read_ok(&app, &t300, &format!("/v1/providers/{}", s.foo), at).await;
+    assert_eq!(foo["name"], "LB-Provider-Foo");
+
+    // Revoking the availability the authorization was given under ends it.
+    let (_, revoked) = run(
+        &app,
+        &app.admin(),
+        "RevokeResourceProviderAvailability",
+        json!({"resource_provider_id": s.rp, "tenant_id": s.t200}),
+    )
+    .await;
+    assert_eq!(status(&app, &t300, &rp_path, revoked).await, 404);
+    assert_eq!(
+        status(&app, &t300, &format!("/v1/providers/{}", s.foo), revoked).await,
+        404
+    );
+}

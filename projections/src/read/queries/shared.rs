@@ -3,14 +3,16 @@
 //! A tenant to which a location or resource provider is available (directly, or through an
 //! ancestor with `include_subtenants`) may read it: a consumer needs its name, description,
 //! owner and how it reaches them. It sees only the availability entries that concern tenants it
-//! can see or that cover them — never the owner's grants to other tenants.
+//! can see or that cover them — never the owner's grants to other tenants. A resource provider
+//! is also readable where it holds access (an authorization with include_subtenants reaches
+//! further than the availability it was given under).
 
 use deadpool_postgres::GenericClient;
 use serde::Serialize;
 
 use super::{
-    can_view_tenant, load_location, load_resource_provider, metadata_of, LocationView,
-    MetadataView, ResourceProviderView, Viewer,
+    available_at_sql, can_view_tenant, load_location, load_resource_provider, metadata_of,
+    LocationView, MetadataView, ResourceProviderView, Viewer,
 };
 
 /// One availability entry: the tenant it was given to, and whether its sub-tenants share it.
@@ -87,8 +89,36 @@ pub(super) async fn visible_availability(
         .collect())
 }
 
+/// Whether resource provider `id` holds access (a live authorization, still available where it
+/// was given) in a tenant the viewer holds a grant on or can see. An authorization with
+/// include_subtenants reaches sub-tenants that its availability alone does not, and those
+/// tenants must be able to read who acts on them.
+async fn authorized_for_viewer(
+    client: &impl GenericClient,
+    viewer: &Viewer,
+    id: &str,
+) -> anyhow::Result<bool> {
+    let Viewer::User(user) = viewer else {
+        return Ok(true);
+    };
+    let sql = format!(
+        "select exists (
+             select 1 from read.rp_authorizations a join read.tenants at on at.id = a.tenant_id
+             where a.rp_id = $1 and at.lifecycle <> 'deleted' and {}
+               and exists (
+                   select 1 from read.grants g join read.tenants gt on gt.id = g.tenant_id
+                   where g.user_id = $2 and gt.lifecycle <> 'deleted'
+                     and (g.tenant_id = any(at.ancestors || at.id)
+                          or (a.include_subtenants and a.tenant_id = any(gt.ancestors)))))",
+        available_at_sql("a.rp_id", "at")
+    );
+    let statement = client.prepare_cached(&sql).await?;
+    Ok(client.query_one(&statement, &[&id, user]).await?.get(0))
+}
+
 /// The availability the viewer may know of, if it may read the shared resource owned by
-/// `owner` at all: as a reader of the owner, or as a consumer with at least one entry.
+/// `owner` at all: as a reader of the owner, as a consumer with at least one entry, or (a
+/// resource provider) as a tenant where it holds access.
 pub(super) async fn reach(
     client: &impl GenericClient,
     viewer: &Viewer,
@@ -97,11 +127,11 @@ pub(super) async fn reach(
     owner: &str,
 ) -> anyhow::Result<Option<Vec<AvailabilityView>>> {
     let entries = visible_availability(client, viewer, shared, id).await?;
-    if !entries.is_empty() || can_view_tenant(client, viewer, owner).await? {
-        Ok(Some(entries))
-    } else {
-        Ok(None)
-    }
+    let readable = !entries.is_empty()
+        || can_view_tenant(client, viewer, owner).await?
+        || (matches!(shared, Shared::ResourceProvider)
+            && authorized_for_viewer(client, viewer, id).await?);
+    Ok(readable.then_some(entries))
 }
 
 pub async fn location(
