@@ -65,6 +65,9 @@ pub fn router(state: AppState) -> Router {
         .route("/readyz", get(routes::ops::readyz))
         .route("/metrics", get(routes::ops::metrics))
         .route("/openapi.json", get(routes::openapi::openapi))
+        .route_layer(axum::middleware::from_fn(
+            routes::query_names::reject_unknown,
+        ))
         .fallback(|| async { problem(StatusCode::NOT_FOUND, "not-found", "no such route") })
         .layer(axum::middleware::map_response(problem_for_plain_errors))
         .layer(TimeoutLayer::with_status_code(

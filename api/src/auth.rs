@@ -150,6 +150,13 @@ impl FromRequestParts<AppState> for Caller {
             .verifier
             .verify(token.trim())
             .map_err(ApiError::Unauthenticated)?;
+        // A blank subject names nobody: it would otherwise be one shared user (and match an
+        // empty entry of the administrators' list).
+        if claims.sub.trim().is_empty() {
+            return Err(ApiError::Unauthenticated(
+                "the token's `sub` is empty".into(),
+            ));
+        }
         let issuer = claims.iss.unwrap_or_default();
         let user_id = UserId::for_identity(&issuer, &claims.sub);
         let known = state
@@ -174,7 +181,7 @@ impl FromRequestParts<AppState> for Caller {
                 .expect("not poisoned")
                 .insert(user_id.clone());
         }
-        let platform_admin = state.settings.platform_admins.contains(&claims.sub);
+        let platform_admin = state.settings.is_platform_admin(&issuer, &claims.sub);
         Ok(Caller {
             actor: Actor {
                 user_id,

@@ -33,6 +33,10 @@ pub enum ApiError {
     /// 403 for reads.
     #[error("{0}")]
     Forbidden(String),
+    /// 409: a delete refused while live dependents remain; the problem lists them
+    /// (`dependents`), so the client knows what to remove first.
+    #[error("{id} still has live dependents: {}", dependents.join(", "))]
+    HasDependents { id: String, dependents: Vec<String> },
     /// 500: logged in full, answered with a generic body.
     #[error(transparent)]
     Internal(#[from] anyhow::Error),
@@ -53,6 +57,9 @@ impl ApiError {
             ),
             Self::NotFound(d) => (StatusCode::NOT_FOUND, "not-found", d.clone()),
             Self::Forbidden(d) => (StatusCode::FORBIDDEN, "forbidden", d.clone()),
+            Self::HasDependents { .. } => {
+                (StatusCode::CONFLICT, "has-dependents", self.to_string())
+            }
             Self::Command(CommandError::Domain(e)) => (status(e.status()), e.code(), e.to_string()),
             Self::Command(CommandError::VersionConflict { .. }) => {
                 (StatusCode::CONFLICT, "version-conflict", self.to_string())
@@ -78,12 +85,25 @@ impl ApiError {
 
 /// Renders a problem document.
 pub fn problem(status: StatusCode, code: &str, detail: &str) -> Response {
-    let body = json!({
+    problem_with(status, code, detail, json!({}))
+}
+
+/// Renders a problem document with extension members (RFC 9457 §3.2) beside the standard ones.
+fn problem_with(
+    status: StatusCode,
+    code: &str,
+    detail: &str,
+    extensions: serde_json::Value,
+) -> Response {
+    let mut body = json!({
         "type": format!("urn:plinth:problem:{code}"),
         "title": status.canonical_reason().unwrap_or("Error"),
         "status": status.as_u16(),
         "detail": detail,
     });
+    if let (Some(body), Some(extra)) = (body.as_object_mut(), extensions.as_object()) {
+        body.extend(extra.clone());
+    }
     let mut response = (status, axum::Json(body)).into_response();
     response.headers_mut().insert(
         header::CONTENT_TYPE,
@@ -97,6 +117,9 @@ impl IntoResponse for ApiError {
         let (status, code, detail) = self.parts();
         if status.is_server_error() {
             tracing::error!(error = ?self, "request failed");
+        }
+        if let Self::HasDependents { dependents, .. } = &self {
+            return problem_with(status, code, &detail, json!({ "dependents": dependents }));
         }
         let mut response = problem(status, code, &detail);
         if let Self::Unavailable {

@@ -19,7 +19,8 @@ pub struct Settings {
     /// JWKS file with the RS256/ES256 keys that production tokens are verified against.
     #[arg(long, env = "PLINTH_JWKS_FILE")]
     pub jwks_file: Option<PathBuf>,
-    /// Comma-separated token subjects that are platform administrators.
+    /// Comma-separated platform administrators, each a token subject (any issuer) or
+    /// `issuer|subject`. Empty entries are ignored: they never match anyone.
     #[arg(
         long,
         env = "PLINTH_PLATFORM_ADMINS",
@@ -61,6 +62,21 @@ impl std::fmt::Debug for Settings {
 }
 
 impl Settings {
+    /// Whether the token (issuer, subject) names a platform administrator: an entry equal to
+    /// the subject, or to `issuer|subject`. An empty or blank subject is nobody, whatever the
+    /// list holds (an unset variable parses as one empty entry).
+    pub fn is_platform_admin(&self, issuer: &str, subject: &str) -> bool {
+        if subject.trim().is_empty() {
+            return false;
+        }
+        let qualified = format!("{issuer}|{subject}");
+        self.platform_admins
+            .iter()
+            .map(|entry| entry.trim())
+            .filter(|entry| !entry.is_empty())
+            .any(|entry| entry == subject || entry == qualified)
+    }
+
     /// Settings for tests and benchmarks: everything explicit, nothing from the environment.
     pub fn for_database(database_url: &str, jwt_secret: &str, platform_admins: &[&str]) -> Self {
         Self {

@@ -313,11 +313,18 @@ async fn run_pipelined(
 const FIND_KEYS: &str = "select user_id, key, request_hash, response from idempotency_keys
      where (user_id, key) in (select * from unnest($1::text[], $2::text[]))";
 
-/// Live dependents (sub-tenants, owned resources, providers using a resource provider) of the
-/// streams whose deletes are decided in the batch.
-const COUNT_DEPENDENTS: &str = "select id, count(s.stream_id) from unnest($1::text[]) as id
-     left join streams s on (s.owner_id = id or s.uses_id = id) and s.lifecycle <> 'deleted'
-     group by id";
+/// Live dependents (sub-tenants, owned resources, providers using a resource provider, resource
+/// providers serving a location) of the streams whose deletes are decided in the batch. A
+/// resource provider's locations are read from its snapshot (GIN index of migration V32);
+/// AddResourceProviderLocation locks the location for share, so the count is exact once the
+/// location is locked for update.
+const COUNT_DEPENDENTS: &str = "select id,
+            (select count(*) from streams s
+             where (s.owner_id = id or s.uses_id = id) and s.lifecycle <> 'deleted')
+          + (select count(*) from streams s
+             where s.kind = 'resource_provider' and s.lifecycle <> 'deleted'
+               and s.snapshot->'body'->'locations' ? id)
+     from unnest($1::text[]) as id";
 
 /// Stores the first result of each keyed command, for replays.
 const STORE_KEYS: &str = "insert into idempotency_keys (user_id, key, request_hash, response)

@@ -10,7 +10,7 @@ use std::time::Duration;
 use deadpool_postgres::Pool;
 use tokio::sync::{mpsc, oneshot, Mutex};
 
-use plinth_domain::{Command, DomainError};
+use plinth_domain::{Command, DomainError, Target};
 
 use crate::batch::{self, Processed, StreamAppeared};
 use crate::error::{pg, CommandError};
@@ -84,21 +84,47 @@ async fn writer(pool: Pool, receiver: Arc<Mutex<mpsc::Receiver<Job>>>, chains: A
             // while it waits for new commands, which may never come.
             fill(&mut rx, &mut jobs);
         }
-        // Two uses of one idempotency key must not share a transaction: the second has to see
-        // the first's stored result. Later ones wait for the next batch.
-        let mut seen = HashSet::new();
-        let (batch, later): (Vec<Job>, Vec<Job>) =
-            jobs.into_iter()
-                .partition(|job| match &job.submission.idempotency {
-                    Some(k) => seen.insert((job.submission.actor.user_id.clone(), k.key.clone())),
-                    None => true,
-                });
+        let (batch, later) = split_batch(jobs);
         deferred = later;
         let (size, started) = (batch.len(), std::time::Instant::now());
         run_jobs(&pool, &chains, batch).await;
         let micros = started.elapsed().as_micros() as u64;
         tracing::debug!(size, deferred = deferred.len(), micros, "batch done");
     }
+}
+
+/// Splits queued jobs into this batch and the next (in arrival order). Two kinds of pairs must
+/// not share a transaction:
+/// - two uses of one idempotency key: the second has to see the first's stored result;
+/// - a delete that checks dependents and a command that reads its target: the batch counts
+///   dependents before it decides anything, so a dependent that an earlier command of the same
+///   batch adds (AddResourceProviderLocation before DeleteLocation) would go uncounted. In
+///   separate transactions the locks order them and the count is exact.
+fn split_batch(jobs: Vec<Job>) -> (Vec<Job>, Vec<Job>) {
+    let mut keys = HashSet::new();
+    let mut deleting = HashSet::new();
+    let mut referenced = HashSet::new();
+    jobs.into_iter().partition(|job| {
+        let sub = &job.submission;
+        if let Some(k) = &sub.idempotency {
+            if !keys.insert((sub.actor.user_id.clone(), k.key.clone())) {
+                return false;
+            }
+        }
+        let delete = match sub.command.target() {
+            Target::Existing(id) if sub.command.checks_dependents() => Some(id),
+            _ => None,
+        };
+        let references = sub.command.references();
+        let conflicts = delete.as_ref().is_some_and(|d| referenced.contains(d))
+            || references.iter().any(|r| deleting.contains(r));
+        if conflicts {
+            return false;
+        }
+        deleting.extend(delete);
+        referenced.extend(references);
+        true
+    })
 }
 
 /// Takes whatever is already queued, up to a full batch, without waiting.

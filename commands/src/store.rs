@@ -70,6 +70,26 @@ impl EventStore {
         log::checkpoint_of(&client, position).await
     }
 
+    /// The live streams that keep `id` from being deleted (the rule `COUNT_DEPENDENTS` in
+    /// `batch.rs` counts), up to `limit`, oldest first: what a refused delete names. Read after
+    /// the refusal, so a dependent removed since may be missing from it.
+    pub async fn live_dependents(&self, id: &str, limit: i64) -> anyhow::Result<Vec<String>> {
+        let client = self.pool.get().await?;
+        let rows = client
+            .query(
+                "select stream_id from streams
+                 where (owner_id = $1 or uses_id = $1) and lifecycle <> 'deleted'
+                 union
+                 select stream_id from streams
+                 where kind = 'resource_provider' and lifecycle <> 'deleted'
+                   and snapshot->'body'->'locations' ? $1
+                 order by 1 limit $2",
+                &[&id, &limit],
+            )
+            .await?;
+        Ok(rows.iter().map(|r| r.get(0)).collect())
+    }
+
     /// Records the user for (issuer, subject) unless it exists; returns its id. Concurrent
     /// first requests create exactly one user: the stream row is claimed first, and whoever
     /// loses the claim appends nothing.

@@ -259,11 +259,13 @@ impl Command {
     }
 
     /// Whether the decision needs to know if the target still has live dependents (sub-tenants,
-    /// owned resources, registered providers).
+    /// owned resources, registered providers, resource providers serving a location).
     pub fn checks_dependents(&self) -> bool {
         matches!(
             self,
-            Command::DeleteTenant(_) | Command::DeleteResourceProvider(_)
+            Command::DeleteTenant(_)
+                | Command::DeleteResourceProvider(_)
+                | Command::DeleteLocation(_)
         )
     }
 }

@@ -27,7 +27,9 @@ impl Facts for MemoryStore {
         self.streams.values().any(|agg| {
             agg.lifecycle != Lifecycle::Deleted
                 && (agg.owner_id().as_deref() == Some(id)
-                    || matches!(&agg.body, Body::Provider(p) if p.resource_provider_id.as_str() == id))
+                    || matches!(&agg.body, Body::Provider(p) if p.resource_provider_id.as_str() == id)
+                    || matches!(&agg.body, Body::ResourceProvider(r)
+                        if r.locations.iter().any(|l| l.as_str() == id)))
         })
     }
 }

@@ -238,6 +238,30 @@ fn deleting_a_tenant_with_live_dependents_is_refused() {
 }
 
 #[test]
+fn a_location_served_by_a_resource_provider_is_not_deleted() {
+    let mut w = World::new();
+    let root = w.tenant("Root", None);
+    let location = w.given("CreateLocation", json!({"tenant_id": root, "name": "NY"}));
+    let rp = w.given(
+        "CreateResourceProvider",
+        json!({"tenant_id": root, "name": "LB", "scopes": ["loadbalancer:*"]}),
+    );
+    let serves = json!({"resource_provider_id": rp, "location_id": location});
+    w.given("AddResourceProviderLocation", serves.clone());
+    let platform = w.platform.clone();
+    assert!(matches!(
+        w.when(
+            &platform,
+            "DeleteLocation",
+            json!({"location_id": location})
+        ),
+        Err(DomainError::HasDependents { .. })
+    ));
+    w.given("RemoveResourceProviderLocation", serves);
+    w.given("DeleteLocation", json!({"location_id": location}));
+}
+
+#[test]
 fn finalizers_hold_a_deletion_until_the_last_one_is_removed() {
     let mut w = World::new();
     let root = w.tenant("Root", None);

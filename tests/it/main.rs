@@ -8,10 +8,15 @@
 #[allow(dead_code)]
 mod support;
 
+mod admins;
 mod audit_verify;
 mod commands_api;
 mod event_store;
+mod lifecycle;
 mod log_order;
+mod metadata;
+mod query_params;
 mod read_side;
 mod relay;
 mod schema_evolution;
+mod shared_reads;

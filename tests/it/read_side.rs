@@ -6,7 +6,7 @@ use serde_json::{json, Value};
 use crate::support::{spawn_app, Reply, TestApp, HORIZON};
 
 /// A running app with the projectors running beside it (as `plinth serve` runs them).
-async fn app() -> TestApp {
+pub async fn app() -> TestApp {
     let app = spawn_app().await;
     tokio::spawn(plinth_projections::read::run_projectors(
         app.db.pool.clone(),
@@ -16,7 +16,7 @@ async fn app() -> TestApp {
 }
 
 /// A command that must succeed: (stream id, position).
-async fn run(app: &TestApp, token: &str, command_type: &str, data: Value) -> (String, i64) {
+pub async fn run(app: &TestApp, token: &str, command_type: &str, data: Value) -> (String, i64) {
     let reply = app.command(token, command_type, data).await;
     assert!(
         reply.status == 201 || reply.status == 200,
@@ -29,19 +29,19 @@ async fn run(app: &TestApp, token: &str, command_type: &str, data: Value) -> (St
 }
 
 /// `GET path` once the read models cover `position`.
-async fn read(app: &TestApp, token: &str, path: &str, position: i64) -> Reply {
+pub async fn read(app: &TestApp, token: &str, path: &str, position: i64) -> Reply {
     let sep = if path.contains('?') { '&' } else { '?' };
     app.get(token, &format!("{path}{sep}min_position={position}"))
         .await
 }
 
-async fn read_ok(app: &TestApp, token: &str, path: &str, position: i64) -> Value {
+pub async fn read_ok(app: &TestApp, token: &str, path: &str, position: i64) -> Value {
     let reply = read(app, token, path, position).await;
     assert_eq!(reply.status, 200, "GET {path}: {reply:?}");
     reply.body
 }
 
-fn ids(list: &Value, field: &str) -> Vec<String> {
+pub fn ids(list: &Value, field: &str) -> Vec<String> {
     list["items"]
         .as_array()
         .unwrap_or_else(|| panic!("not a page: {list}"))
@@ -106,14 +106,16 @@ async fn the_seed_example_holds_end_to_end_and_revoking_availability_removes_acc
                "scopes": ["loadbalancer:*", "network:read", "instance:read"]}),
     )
     .await;
+    let mut lb_providers = Vec::new();
     for name in ["LB-Provider-Foo", "LB-Provider-Bar"] {
-        run(
+        let (provider, _) = run(
             &app,
             &admin,
             "RegisterProvider",
             json!({"tenant_id": t100, "resource_provider_id": rp, "name": name}),
         )
         .await;
+        lb_providers.push(provider);
     }
     run(
         &app,
@@ -222,6 +224,59 @@ async fn the_seed_example_holds_end_to_end_and_revoking_availability_removes_acc
     assert_eq!(
         served["items"][0]["scopes"],
         json!(["instance:read", "loadbalancer:*", "network:read"])
+    );
+
+    // Tenant-200's user reads back what it may use: the location, the resource provider and
+    // the providers acting through it, though all belong to Tenant-100.
+    let ny_seen = read_ok(&app, &t200_admin, &format!("/v1/locations/{ny}"), at).await;
+    assert_eq!(ny_seen["name"], "Location-NY");
+    assert_eq!(ny_seen["tenant_id"], t100.as_str());
+    assert_eq!(
+        ny_seen["available_to"],
+        json!([{"tenant_id": t200, "include_subtenants": false}])
+    );
+    let rp_seen = read_ok(
+        &app,
+        &t200_admin,
+        &format!("/v1/resource-providers/{rp}"),
+        at,
+    )
+    .await;
+    assert_eq!(rp_seen["name"], "Resource-Provider-LoadBalancers");
+    assert_eq!(rp_seen["locations"], json!([ny]));
+    let usable = read_ok(
+        &app,
+        &t200_admin,
+        &format!("/v1/tenants/{t200}/providers"),
+        at,
+    )
+    .await;
+    assert_eq!(ids(&usable, "id"), lb_providers);
+    let using = read_ok(
+        &app,
+        &t200_admin,
+        &format!("/v1/resource-providers/{rp}/providers"),
+        at,
+    )
+    .await;
+    assert_eq!(
+        ids(&using, "name"),
+        vec!["LB-Provider-Foo", "LB-Provider-Bar"]
+    );
+    let foo = read_ok(
+        &app,
+        &t200_admin,
+        &format!("/v1/providers/{}", lb_providers[0]),
+        at,
+    )
+    .await;
+    assert_eq!(foo["resource_provider_id"], rp.as_str());
+    // Location-LA was never made available to it.
+    assert_eq!(
+        read(&app, &t200_admin, &format!("/v1/locations/{la}"), at)
+            .await
+            .status,
+        404
     );
 
     // Revoking availability removes the access, though the authorization event stands.

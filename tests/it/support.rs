@@ -86,8 +86,13 @@ pub struct Reply {
 }
 
 pub async fn spawn_app() -> TestApp {
+    spawn_app_with_admins(&[ADMIN]).await
+}
+
+/// A running Plinth whose `PLINTH_PLATFORM_ADMINS` is `admins`.
+pub async fn spawn_app_with_admins(admins: &[&str]) -> TestApp {
     let db = test_db().await;
-    let settings = plinth_api::settings::Settings::for_database(&db.url, SECRET, &[ADMIN]);
+    let settings = plinth_api::settings::Settings::for_database(&db.url, SECRET, admins);
     if std::env::var("PLINTH_TEST_LOG").is_ok() {
         plinth_api::telemetry::init_tracing();
     }

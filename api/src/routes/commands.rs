@@ -9,8 +9,8 @@ use serde::Deserialize;
 use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
-use plinth_commands::{IdempotencyKey, Submission};
-use plinth_domain::Command;
+use plinth_commands::{CommandError, IdempotencyKey, Submission};
+use plinth_domain::{Command, DomainError};
 
 use crate::auth::Caller;
 use crate::error::ApiError;
@@ -69,13 +69,33 @@ pub(crate) async fn submit(
         causation_id: uuid_header(&headers, "x-causation-id")?,
         traceparent: text_header(&headers, "traceparent", 128)?,
     };
-    let (outcome, replayed) = state.bus.submit(submission).await?;
+    let (outcome, replayed) = match state.bus.submit(submission).await {
+        Err(CommandError::Domain(DomainError::HasDependents { id })) => {
+            return Err(has_dependents(&state, id).await)
+        }
+        submitted => submitted?,
+    };
     let status = if replayed {
         StatusCode::OK
     } else {
         StatusCode::CREATED
     };
     Ok((status, Json(outcome)).into_response())
+}
+
+/// How many dependents a refused delete names.
+const NAMED_DEPENDENTS: i64 = 100;
+
+/// A refused delete, naming what still depends on the target.
+async fn has_dependents(state: &AppState, id: String) -> ApiError {
+    match state.store.live_dependents(&id, NAMED_DEPENDENTS).await {
+        Ok(dependents) => ApiError::HasDependents { id, dependents },
+        // The refusal stands without the names: a failed lookup must not turn it into a 5xx.
+        Err(e) => {
+            tracing::warn!(error = %e, %id, "could not list the dependents of a refused delete");
+            ApiError::Command(CommandError::Domain(DomainError::HasDependents { id }))
+        }
+    }
 }
 
 fn text_header(headers: &HeaderMap, name: &str, max: usize) -> Result<Option<String>, ApiError> {

@@ -5,3 +5,4 @@ pub(crate) mod me;
 pub(crate) mod openapi;
 pub(crate) mod ops;
 pub(crate) mod queries;
+pub(crate) mod query_names;

@@ -1,5 +1,7 @@
 //! `GET /openapi.json`: the API description (OpenAPI 3.1). Written out by hand from one table
 //! so that it stays small and readable; a test checks that every route the router serves is in it.
+//! The table's query parameter names are also what each route accepts: any other is a 400
+//! (`query_names`).
 
 use axum::Json;
 use serde_json::{json, Map, Value};
@@ -27,7 +29,7 @@ pub(crate) const ROUTES: &[(&str, &str, &str, &[&str])] = &[
     (
         "get",
         "/v1/tenants/{id}",
-        "A tenant (temporal with as_of_position / as_of_time)",
+        "A tenant with its metadata (temporal with as_of_position / as_of_time)",
         &["min_position", "as_of_position", "as_of_time"],
     ),
     (
@@ -40,13 +42,20 @@ pub(crate) const ROUTES: &[(&str, &str, &str, &[&str])] = &[
         "get",
         "/v1/tenants/{id}/ancestors",
         "Ancestors, parent first",
-        &["min_position"],
+        &["after", "limit", "min_position"],
     ),
     (
         "get",
         "/v1/tenants/{id}/descendants",
-        "Descendants with depth",
-        &["max_depth", "after", "limit", "min_position"],
+        "Descendants with depth (as_of_position / as_of_time: 400, not supported)",
+        &[
+            "max_depth",
+            "after",
+            "limit",
+            "min_position",
+            "as_of_position",
+            "as_of_time",
+        ],
     ),
     (
         "get",
@@ -63,7 +72,7 @@ pub(crate) const ROUTES: &[(&str, &str, &str, &[&str])] = &[
     (
         "get",
         "/v1/locations/{id}",
-        "A location (temporal with as_of_position / as_of_time)",
+        "A location with its metadata and the availability the caller may know of (temporal with as_of_position / as_of_time)",
         &["min_position", "as_of_position", "as_of_time"],
     ),
     (
@@ -75,7 +84,7 @@ pub(crate) const ROUTES: &[(&str, &str, &str, &[&str])] = &[
     (
         "get",
         "/v1/resource-providers/{id}",
-        "A resource provider with scopes and locations",
+        "A resource provider with scopes, live locations, metadata and the availability the caller may know of (temporal too)",
         &["min_position", "as_of_position", "as_of_time"],
     ),
     (
@@ -83,6 +92,42 @@ pub(crate) const ROUTES: &[(&str, &str, &str, &[&str])] = &[
         "/v1/resource-providers/{id}/tenants",
         "Tenants where it holds access, with scopes",
         &["after", "limit", "min_position"],
+    ),
+    (
+        "get",
+        "/v1/resource-providers/{id}/providers",
+        "Providers using the resource provider",
+        &["after", "limit", "min_position"],
+    ),
+    (
+        "get",
+        "/v1/providers/{id}",
+        "A provider with its metadata (readable by its resource provider's consumers too)",
+        &["min_position"],
+    ),
+    (
+        "get",
+        "/v1/tenants/{id}/providers",
+        "Providers the tenant may use (owned or through an available resource provider)",
+        &["after", "limit", "min_position"],
+    ),
+    (
+        "get",
+        "/v1/tenants/{id}/grants",
+        "Access grants in effect at the tenant, direct and inherited, each with its source (tenant admins)",
+        &["after", "limit", "min_position"],
+    ),
+    (
+        "get",
+        "/v1/users/{id}/roles",
+        "A user's roles per tenant subtree, with the effective role (the user or a platform admin)",
+        &["after", "limit", "min_position"],
+    ),
+    (
+        "get",
+        "/v1/tenants/{id}/resources",
+        "The subtree's resources of every kind carrying an annotation (`annotation=key=value`)",
+        &["annotation", "after", "limit", "min_position"],
     ),
     (
         "get",
@@ -100,7 +145,7 @@ pub(crate) const ROUTES: &[(&str, &str, &str, &[&str])] = &[
         "get",
         "/v1/streams/{id}/events",
         "A stream's events",
-        &["after", "limit"],
+        &["after", "limit", "min_position"],
     ),
     (
         "get",
@@ -116,6 +161,7 @@ pub(crate) const ROUTES: &[(&str, &str, &str, &[&str])] = &[
             "until",
             "after",
             "limit",
+            "min_position",
         ],
     ),
     ("get", "/healthz", "Liveness", &[]),

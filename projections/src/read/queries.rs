@@ -15,6 +15,21 @@ use tokio_postgres::Row;
 use plinth_commands::{log, Checkpoint, StoredEvent};
 use plinth_domain::{Actor, Scope};
 
+mod annotated;
+mod permissions;
+mod providers;
+mod shared;
+
+pub use annotated::{annotated_resources, AnnotatedResource};
+pub use permissions::{tenant_grants, user_roles, GrantView, GrantsRefusal, RoleView};
+pub use providers::{
+    provider, resource_provider_providers, tenant_providers, ProviderDetail, ProviderView,
+    UsableProvider,
+};
+pub use shared::{
+    location, resource_provider, AvailabilityView, LocationDetail, ResourceProviderDetail,
+};
+
 /// Who is reading.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Viewer {
@@ -184,11 +199,19 @@ pub async fn can_view_tenant(
         .is_some_and(|t| t.rank.is_some()))
 }
 
+/// A tenant as its GET answers it: with its metadata.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct TenantDetail {
+    #[serde(flatten)]
+    pub tenant: TenantView,
+    pub metadata: MetadataView,
+}
+
 pub async fn tenant(
     client: &impl GenericClient,
     viewer: &Viewer,
     id: &str,
-) -> anyhow::Result<Option<TenantView>> {
+) -> anyhow::Result<Option<TenantDetail>> {
     if visible_tenant(client, viewer, id).await?.is_none() {
         return Ok(None);
     }
@@ -198,7 +221,13 @@ pub async fn tenant(
             &[&id],
         )
         .await?;
-    Ok(row.as_ref().map(tenant_view))
+    let Some(tenant) = row.as_ref().map(tenant_view) else {
+        return Ok(None);
+    };
+    Ok(Some(TenantDetail {
+        tenant,
+        metadata: metadata_of(client, id).await?,
+    }))
 }
 
 /// The roots the viewer may see: real roots for platform administrators; for others, the
@@ -470,25 +499,33 @@ pub struct ResourceRef {
     pub lifecycle: String,
 }
 
-pub async fn location(
+/// A location that is not deleted, whoever asks.
+async fn load_location(
     client: &impl GenericClient,
-    viewer: &Viewer,
     id: &str,
 ) -> anyhow::Result<Option<LocationView>> {
-    let Some(row) = client
+    let row = client
         .query_opt(
             "select * from read.locations where id = $1 and lifecycle <> 'deleted'",
             &[&id],
         )
-        .await?
-    else {
+        .await?;
+    Ok(row.as_ref().map(location_view))
+}
+
+/// The location if the viewer may read its owner: what the owner's own lists need (a consumer
+/// reads the location itself, never who else may use it).
+async fn owned_location(
+    client: &impl GenericClient,
+    viewer: &Viewer,
+    id: &str,
+) -> anyhow::Result<Option<LocationView>> {
+    let Some(view) = load_location(client, id).await? else {
         return Ok(None);
     };
-    let view = location_view(&row);
-    if !can_view_tenant(client, viewer, &view.tenant_id).await? {
-        return Ok(None);
-    }
-    Ok(Some(view))
+    Ok(can_view_tenant(client, viewer, &view.tenant_id)
+        .await?
+        .then_some(view))
 }
 
 /// A tenant that may use a location (or where a resource provider holds scopes).
@@ -513,7 +550,7 @@ pub async fn location_tenants(
     id: &str,
     page: &PageRequest,
 ) -> anyhow::Result<Option<Page<TenantUse>>> {
-    let Some(l) = location(client, viewer, id).await? else {
+    let Some(l) = owned_location(client, viewer, id).await? else {
         return Ok(None);
     };
     let rows = client
@@ -688,15 +725,18 @@ pub struct ResourceProviderView {
     pub updated_at: DateTime<Utc>,
 }
 
-pub async fn resource_provider(
+/// A resource provider that is not deleted, whoever asks. Its locations are the live ones:
+/// a deleted location is never listed as served.
+async fn load_resource_provider(
     client: &impl GenericClient,
-    viewer: &Viewer,
     id: &str,
 ) -> anyhow::Result<Option<ResourceProviderView>> {
     let Some(row) = client
         .query_opt(
-            "select r.*, array(select l.location_id from read.rp_locations l
-                               where l.rp_id = r.id order by l.location_id) as locations
+            "select r.*, array(select l.location_id
+                               from read.rp_locations l join read.locations loc on loc.id = l.location_id
+                               where l.rp_id = r.id and loc.lifecycle <> 'deleted'
+                               order by l.location_id) as locations
              from read.resource_providers r where r.id = $1 and r.lifecycle <> 'deleted'",
             &[&id],
         )
@@ -704,7 +744,7 @@ pub async fn resource_provider(
     else {
         return Ok(None);
     };
-    let view = ResourceProviderView {
+    Ok(Some(ResourceProviderView {
         id: row.get("id"),
         tenant_id: row.get("tenant_id"),
         name: row.get("name"),
@@ -714,11 +754,21 @@ pub async fn resource_provider(
         lifecycle: row.get("lifecycle"),
         created_at: row.get("created_at"),
         updated_at: row.get("updated_at"),
-    };
-    if !can_view_tenant(client, viewer, &view.tenant_id).await? {
+    }))
+}
+
+/// The resource provider if the viewer may read its owner (see [`owned_location`]).
+async fn owned_resource_provider(
+    client: &impl GenericClient,
+    viewer: &Viewer,
+    id: &str,
+) -> anyhow::Result<Option<ResourceProviderView>> {
+    let Some(view) = load_resource_provider(client, id).await? else {
         return Ok(None);
-    }
-    Ok(Some(view))
+    };
+    Ok(can_view_tenant(client, viewer, &view.tenant_id)
+        .await?
+        .then_some(view))
 }
 
 /// The tenants where a resource provider holds scopes, with those scopes, depth-first: how a
@@ -729,7 +779,7 @@ pub async fn resource_provider_tenants(
     id: &str,
     page: &PageRequest,
 ) -> anyhow::Result<Option<Page<TenantUse>>> {
-    if resource_provider(client, viewer, id).await?.is_none() {
+    if owned_resource_provider(client, viewer, id).await?.is_none() {
         return Ok(None);
     }
     let sql = format!(
@@ -789,6 +839,11 @@ pub async fn metadata(
     if visible_resource(client, viewer, id, false).await?.is_none() {
         return Ok(None);
     }
+    metadata_of(client, id).await.map(Some)
+}
+
+/// A resource's metadata, unchecked: for views that authorized the resource already.
+async fn metadata_of(client: &impl GenericClient, id: &str) -> anyhow::Result<MetadataView> {
     let row = client
         .query_one(
             "select r.deletion_requested_at,
@@ -805,12 +860,12 @@ pub async fn metadata(
     let object = |column: &str| -> anyhow::Result<serde_json::Map<String, serde_json::Value>> {
         Ok(serde_json::from_str(row.get(column))?)
     };
-    Ok(Some(MetadataView {
+    Ok(MetadataView {
         annotations: object("annotations")?,
         statuses: object("statuses")?,
         finalizers: row.get("finalizers"),
         deletion_requested_at: row.get("deletion_requested_at"),
-    }))
+    })
 }
 
 /// An event as the audit log and stream history show it.

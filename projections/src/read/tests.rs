@@ -397,7 +397,8 @@ async fn compare_with_model(
         let view = queries::tenant(client, &Viewer::Platform, id)
             .await
             .unwrap()
-            .expect("tenant");
+            .expect("tenant")
+            .tenant;
         assert_eq!(view.name, t.name.as_str());
         assert_eq!(view.parent_id, t.parent_id.as_ref().map(|p| p.to_string()));
         // Descendants from the model: live tenants whose path contains this one.

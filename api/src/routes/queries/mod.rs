@@ -13,6 +13,8 @@
 //! - **Malformed ids** (wrong shape or prefix), limits, cursors, scopes or times are 400.
 
 mod log;
+mod permissions;
+mod providers;
 mod resources;
 mod tenants;
 
@@ -66,6 +68,21 @@ pub(crate) fn router() -> Router<AppState> {
             "/v1/resource-providers/{id}/tenants",
             get(resources::resource_provider_tenants),
         )
+        .route(
+            "/v1/resource-providers/{id}/providers",
+            get(providers::resource_provider_providers),
+        )
+        .route("/v1/providers/{id}", get(providers::provider))
+        .route(
+            "/v1/tenants/{id}/providers",
+            get(providers::tenant_providers),
+        )
+        .route("/v1/tenants/{id}/grants", get(permissions::tenant_grants))
+        .route(
+            "/v1/tenants/{id}/resources",
+            get(resources::annotated_resources),
+        )
+        .route("/v1/users/{id}/roles", get(permissions::user_roles))
         .route("/v1/access/check", get(resources::access_check))
         .route("/v1/resources/{id}/metadata", get(resources::metadata))
         .route("/v1/streams/{id}/events", get(log::stream_events))

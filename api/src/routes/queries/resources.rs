@@ -6,6 +6,7 @@ use axum::extract::{Path, Query, State};
 use axum::Json;
 use serde_json::{json, Value};
 
+use plinth_domain::values::QualifiedName;
 use plinth_domain::{LocationId, ResourceId, ResourceProviderId, Scope, TenantId};
 use plinth_projections::read::queries;
 
@@ -158,4 +159,27 @@ pub(crate) async fn metadata(
         .await?
         .ok_or_else(|| not_found("resource", id.as_str()))?;
     to_json(metadata)
+}
+
+/// `GET /v1/tenants/{id}/resources?annotation=key=value`.
+pub(crate) async fn annotated_resources(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+    Query(q): Q,
+) -> Result<Json<Value>, ApiError> {
+    let params = Params::new(q);
+    let id = parse_id(&id, TenantId::parse)?;
+    let (key, value) = params
+        .required("annotation")?
+        .split_once('=')
+        .ok_or_else(|| ApiError::BadRequest("`annotation` must be `key=value`".into()))?;
+    let key = parse_id(key, QualifiedName::parse)?;
+    let page = params.page()?;
+    let (client, viewer) = begin_read(&state, &caller, &params).await?;
+    let page =
+        queries::annotated_resources(&client, &viewer, id.as_str(), key.as_str(), value, &page)
+            .await?
+            .ok_or_else(|| not_found("tenant", id.as_str()))?;
+    to_json(PageBody::from(page))
 }

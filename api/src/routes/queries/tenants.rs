@@ -87,6 +87,18 @@ pub(crate) async fn descendants(
 ) -> Result<Json<Value>, ApiError> {
     let params = Params::new(q);
     let id = parse_id(&id, TenantId::parse)?;
+    // The tree read model holds the tree as it is now; folding every descendant's stream up to
+    // a point would cost the subtree's size in event reads. Refused by name, so that nobody
+    // mistakes the current tree for the past one.
+    if let Some(name) = ["as_of_position", "as_of_time"]
+        .into_iter()
+        .find(|name| params.text(name).is_some())
+    {
+        return Err(ApiError::BadRequest(format!(
+            "`{name}` is not supported on descendants: the tree is only read as it is now \
+             (a single tenant as it was: GET /v1/tenants/{{id}}?{name}=)"
+        )));
+    }
     let page = params.page()?;
     let max_depth = match params.int("max_depth")? {
         None => None,
