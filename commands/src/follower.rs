@@ -11,8 +11,8 @@
 //!   payload carries nothing, so a wake-up only says "look again".
 //! - **the eager re-reads.** A notified event may not be readable yet: the tail shows it only
 //!   once no older transaction is running anywhere in the cluster, and that older transaction
-//!   may write no events (and so never notify). After a wake-up that finds nothing the follower
-//!   looks again after 1, 2, 4 … 128 ms (≈ 255 ms in all) before falling back to the poll.
+//!   may write no events (and so never notify). After a wake-up the follower looks again after
+//!   1, 2, 4 … ms, at most 100 ms apart, until a poll interval has passed since the wake-up.
 //! - **the poll**, for lost notifications and for when no LISTEN connection can be had.
 //!
 //! Only one process should feed a given consumer: [`leadership`] holds session-level advisory
@@ -23,7 +23,7 @@ mod listen;
 
 use std::convert::Infallible;
 use std::future::Future;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
 use deadpool_postgres::Pool;
@@ -35,9 +35,10 @@ use crate::model::{Checkpoint, StoredEvent};
 pub use leadership::{LockConnection, LockKey};
 pub use listen::CHANNEL;
 
-/// After a wake-up finds nothing, how many times to look again before falling back to the
-/// poll interval; the delays double from 1 ms.
-const EAGER_RETRIES: u32 = 8;
+/// After a wake-up, the follower looks again after 1, 2, 4 … ms, never more than this apart,
+/// until one poll interval has passed: the notified event shows as soon as the transactions
+/// hiding it end, however long that takes, without a tight loop.
+const EAGER_MAX_DELAY: Duration = Duration::from_millis(100);
 
 /// How a follower is woken and paced.
 #[derive(Debug, Clone)]
@@ -110,7 +111,8 @@ impl Follower {
             .get()
             .await
             .context("failed to get a connection for reading the log")?;
-        let mut eager = 0;
+        // While a wake-up is recent: when to stop looking eagerly, and the next delay.
+        let mut eager: Option<(Instant, Duration)> = None;
         loop {
             // Wake-ups until now are answered by the reads below.
             self.wake.borrow_and_update();
@@ -125,17 +127,28 @@ impl Follower {
             if found {
                 continue;
             }
-            let mut idle = if eager > 0 {
-                eager -= 1;
-                Duration::from_millis(1 << (EAGER_RETRIES - 1 - eager))
-            } else {
-                self.poll_interval
+            let now = Instant::now();
+            let mut idle = match &mut eager {
+                Some((until, delay)) if now < *until => {
+                    let this = (*delay).min(*until - now);
+                    *delay = (*delay * 2).min(EAGER_MAX_DELAY);
+                    this
+                }
+                _ => {
+                    eager = None;
+                    self.poll_interval
+                }
             };
             if let Some(limit) = consumer.idle_at_most() {
                 idle = idle.min(limit);
             }
             match tokio::time::timeout(idle, self.wake.changed()).await {
-                Ok(Ok(())) => eager = EAGER_RETRIES,
+                Ok(Ok(())) => {
+                    eager = Some((
+                        Instant::now() + self.poll_interval,
+                        Duration::from_millis(1),
+                    ))
+                }
                 // The listener is gone (it only ends by panicking): poll.
                 Ok(Err(_)) => tokio::time::sleep(idle).await,
                 Err(_elapsed) => {}

@@ -309,8 +309,13 @@ pub async fn seed_log(pool: &Pool, events: u64, streams: u64) -> anyhow::Result<
             "insert into events (event_id, stream_id, stream_version, event_type, schema_version, data,
                                  metadata, recorded_at, hash)
              select gen_random_uuid(), g.stream_id, g.version,
-                    case when g.version = 1 then g.created else 'AnnotationSet' end, 1,
-                    case when g.version = 1
+                    case when g.version = 1 then g.created else 'AnnotationSet' end,
+                    case when g.version = 1 and g.created = 'TenantCreated' then $4 else 1 end,
+                    case when g.version = 1 and g.created = 'TenantCreated'
+                         then json_build_object('tenant_id', g.stream_id, 'name', 'bench ' || g.s,
+                                                'description', null, 'parent_id', null,
+                                                'path', '[]'::json, 'depth', 0)
+                         when g.version = 1
                          then json_build_object(g.field, g.stream_id, 'name', 'bench ' || g.s, 'description', null)
                          else json_build_object('resource_id', g.stream_id, 'key', 'bench.plinth.dev/n',
                                                 'value', g.i::text)
@@ -331,11 +336,16 @@ pub async fn seed_log(pool: &Pool, events: u64, streams: u64) -> anyhow::Result<
              order by g.i",
         )
         .await?;
+    // Roots in the current shape of `TenantCreated`: the relay publishes older shapes upcast,
+    // which would measure the upcaster rather than the relay.
+    let tenant_created_version = plinth_domain::upcast::current_version("TenantCreated");
     let end = already + events as i64;
     let mut from = already;
     while from < end {
         let to = (from + CHUNK).min(end) - 1;
-        client.execute(&statement, &[&from, &to, &streams]).await?;
+        client
+            .execute(&statement, &[&from, &to, &streams, &tenant_created_version])
+            .await?;
         from = to + 1;
     }
     client.batch_execute("analyze events").await?;
