@@ -367,3 +367,32 @@ pub(crate) async fn first_head_mismatch(
         .await?;
     Ok(row.map(|r| (r.get(0), r.get(1), r.get(2))))
 }
+
+/// When the event at the highest position at or below `position` was recorded.
+pub async fn recorded_at_or_before(
+    client: &impl GenericClient,
+    position: i64,
+) -> anyhow::Result<Option<DateTime<Utc>>> {
+    let row = client
+        .query_opt(
+            "select recorded_at from events where position <= $1 order by position desc limit 1",
+            &[&position],
+        )
+        .await?;
+    Ok(row.map(|r| r.get(0)))
+}
+
+/// The highest position of an event recorded at or before `at` (for "as of a time" rebuilds).
+/// A full range scan of the time index: for tools, not hot paths.
+pub async fn last_position_recorded_by(
+    client: &impl GenericClient,
+    at: DateTime<Utc>,
+) -> anyhow::Result<Option<i64>> {
+    let row = client
+        .query_one(
+            "select max(position) from events where recorded_at <= $1",
+            &[&at],
+        )
+        .await?;
+    Ok(row.get(0))
+}

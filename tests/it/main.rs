@@ -20,3 +20,4 @@ mod read_side;
 mod relay;
 mod schema_evolution;
 mod shared_reads;
+mod time_travel;

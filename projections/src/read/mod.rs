@@ -27,7 +27,8 @@ mod synthetic;
 pub use bench::{bench_rebuild, peak_rss_kib, BenchOptions, BenchReport};
 pub use projection::{Projection, ProjectionSet};
 pub use rebuild::{
-    rebuild, rebuild_in_batches, RebuildProgress, RebuildReport, REBUILD_BATCH, REBUILD_SCHEMA,
+    rebuild, rebuild_as_of, rebuild_in_batches, RebuildProgress, RebuildReport, REBUILD_BATCH,
+    REBUILD_SCHEMA,
 };
 pub use runner::{
     run_projectors, run_projectors_with, wait_for_position, NotYet, RunnerConfig, CHANNEL,

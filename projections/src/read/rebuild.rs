@@ -97,6 +97,32 @@ impl RebuildReport {
 /// Events per batch.
 pub const REBUILD_BATCH: i64 = 25_000;
 
+/// Where a rebuild leaves its tables.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Target {
+    /// Swapped into `read`, caught up with the log.
+    Live,
+    /// Left in `schema`, as the read models stood once every event at or below
+    /// `until_position` was applied (and none after).
+    AsOf { schema: String, until_position: i64 },
+}
+
+impl Target {
+    fn schema(&self) -> &str {
+        match self {
+            Self::Live => REBUILD_SCHEMA,
+            Self::AsOf { schema, .. } => schema,
+        }
+    }
+
+    fn applies(&self, position: i64) -> bool {
+        match self {
+            Self::Live => true,
+            Self::AsOf { until_position, .. } => position <= *until_position,
+        }
+    }
+}
+
 /// Rebuilds `set` from the whole log and swaps it in. Fails if another rebuild is running.
 pub async fn rebuild(
     pool: &Pool,
@@ -111,6 +137,80 @@ pub async fn rebuild_in_batches(
     pool: &Pool,
     set: ProjectionSet,
     batch: i64,
+    on_progress: impl FnMut(RebuildProgress) + Send,
+) -> anyhow::Result<RebuildReport> {
+    rebuild_into(pool, set, batch, Target::Live, on_progress).await
+}
+
+/// Time travel: rebuilds every read model as it stood right after the event at
+/// `until_position` (every event at or below it, none above: per stream a prefix of its
+/// versions, and causally complete, since an event's position is above those of the events its
+/// command read) into the new schema `schema`, leaving the live read models untouched. The
+/// schema gets the same tables as `read` plus `as_of` (the position and its time); query it
+/// with SQL, drop it when done.
+pub async fn rebuild_as_of(
+    pool: &Pool,
+    schema: &str,
+    until_position: i64,
+    on_progress: impl FnMut(RebuildProgress) + Send,
+) -> anyhow::Result<RebuildReport> {
+    check_new_schema(pool, schema).await?;
+    let head = log::head_position(&pool.get().await?).await?;
+    anyhow::ensure!(
+        (0..=head).contains(&until_position),
+        "position {until_position} is not in the log (its head is {head})"
+    );
+    let target = Target::AsOf {
+        schema: schema.to_owned(),
+        until_position,
+    };
+    rebuild_into(
+        pool,
+        ProjectionSet::all(),
+        REBUILD_BATCH,
+        target,
+        on_progress,
+    )
+    .await
+}
+
+/// A schema name `rebuild_as_of` may create: a plain lowercase identifier, none of the
+/// project's own schemas, and not one that exists (it would be mixed with what is there).
+async fn check_new_schema(pool: &Pool, schema: &str) -> anyhow::Result<()> {
+    let plain = schema.len() <= 63
+        && schema.starts_with(|c: char| c.is_ascii_lowercase() || c == '_')
+        && schema
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
+    anyhow::ensure!(
+        plain && !schema.starts_with("pg_"),
+        "`{schema}` is not a plain schema name (lowercase letters, digits, _)"
+    );
+    anyhow::ensure!(
+        !["read", REBUILD_SCHEMA, "public", "information_schema"].contains(&schema),
+        "`{schema}` is one of Plinth's own schemas; choose another"
+    );
+    let exists: bool = pool
+        .get()
+        .await?
+        .query_one(
+            "select exists (select 1 from pg_namespace where nspname = $1)",
+            &[&schema],
+        )
+        .await?
+        .get(0);
+    anyhow::ensure!(
+        !exists,
+        "schema `{schema}` exists already; drop it or choose another"
+    );
+    Ok(())
+}
+
+async fn rebuild_into(
+    pool: &Pool,
+    set: ProjectionSet,
+    batch: i64,
+    target: Target,
     mut on_progress: impl FnMut(RebuildProgress) + Send,
 ) -> anyhow::Result<RebuildReport> {
     anyhow::ensure!(!set.is_empty(), "nothing to rebuild");
@@ -121,11 +221,25 @@ pub async fn rebuild_in_batches(
         .await?
         .get(0);
     anyhow::ensure!(locked, "another rebuild is running");
-    let result = rebuild_locked(pool, &mut writer, set, batch.max(1), &mut on_progress).await;
-    // Whatever happened, leave no half-built schema and no lock behind.
-    let _ = writer
-        .batch_execute(&format!("drop schema if exists {REBUILD_SCHEMA} cascade"))
-        .await;
+    let result = rebuild_locked(
+        pool,
+        &mut writer,
+        set,
+        batch.max(1),
+        &target,
+        &mut on_progress,
+    )
+    .await;
+    // Whatever happened, leave no half-built schema and no lock behind: a live rebuild's
+    // schema is empty once swapped, a time-travel one is kept only when it is complete.
+    if target == Target::Live || result.is_err() {
+        let _ = writer
+            .batch_execute(&format!(
+                "drop schema if exists {} cascade",
+                target.schema()
+            ))
+            .await;
+    }
     let _ = writer
         .execute("select pg_advisory_unlock($1)", &[&REBUILD_LOCK])
         .await;
@@ -143,16 +257,17 @@ async fn rebuild_locked(
     writer: &mut deadpool_postgres::Client,
     set: ProjectionSet,
     batch: i64,
+    target: &Target,
     on_progress: &mut (impl FnMut(RebuildProgress) + Send),
 ) -> anyhow::Result<(u64, Checkpoint)> {
-    let mut ddl =
-        format!("drop schema if exists {REBUILD_SCHEMA} cascade; create schema {REBUILD_SCHEMA};");
+    let schema = target.schema();
+    let mut ddl = format!("drop schema if exists {schema} cascade; create schema {schema};");
     for p in set.iter() {
         for table in p.tables() {
             ddl.push_str(&format!(
-                "create unlogged table {REBUILD_SCHEMA}.{table} (like read.{table} including all);"
+                "create unlogged table {schema}.{table} (like read.{table} including all);"
             ));
-            ddl.push_str(&staging_ddl(REBUILD_SCHEMA, table));
+            ddl.push_str(&staging_ddl(schema, table));
         }
     }
     writer
@@ -199,13 +314,14 @@ async fn rebuild_locked(
             let _ = rows_tx.send(Err(e)).await;
         }
     });
+    let folded_target = target.clone();
     let folder = tokio::spawn(async move {
         let mut folding = Duration::ZERO;
         while let Some(rows) = rows_rx.recv().await {
             let began = Instant::now();
             let folded = rows.and_then(|rows| {
                 let mut changes = Changes::new(set);
-                for row in &rows {
+                for row in rows.iter().filter(|r| folded_target.applies(r.position)) {
                     row.fold_into(&mut changes)?;
                 }
                 let last = rows.last().map(|r| Checkpoint {
@@ -235,7 +351,7 @@ async fn rebuild_locked(
         // Nothing is lost if a crash loses this batch: the rebuild starts over anyway.
         t.batch_execute("set local synchronous_commit = off")
             .await?;
-        changes.stage(&t, REBUILD_SCHEMA, seq).await?;
+        changes.stage(&t, schema, seq).await?;
         t.commit().await?;
         writing += began.elapsed();
         done += changes.len() as u64;
@@ -259,7 +375,7 @@ async fn rebuild_locked(
     let queue = std::sync::Arc::new(std::sync::Mutex::new(tables));
     let mut folds = Vec::new();
     for _ in 0..2 {
-        let (pool, queue) = (pool.clone(), queue.clone());
+        let (pool, queue, schema) = (pool.clone(), queue.clone(), schema.to_owned());
         folds.push(tokio::spawn(async move {
             let mut client = pool.get().await?;
             loop {
@@ -269,7 +385,7 @@ async fn rebuild_locked(
                 let t = client.transaction().await?;
                 t.batch_execute("set local synchronous_commit = off; set local work_mem = '256MB'")
                     .await?;
-                t.execute(&resolve_sql(REBUILD_SCHEMA, table), &[])
+                t.execute(&resolve_sql(&schema, table), &[])
                     .await
                     .with_context(|| format!("failed to fold the staged changes of {table}"))?;
                 let staging = if KEYED_TABLES.contains(&table) {
@@ -277,7 +393,7 @@ async fn rebuild_locked(
                 } else {
                     "patches"
                 };
-                t.batch_execute(&format!("drop table {REBUILD_SCHEMA}.{table}__{staging}"))
+                t.batch_execute(&format!("drop table {schema}.{table}__{staging}"))
                     .await?;
                 t.commit().await?;
             }
@@ -293,12 +409,25 @@ async fn rebuild_locked(
     for p in set.iter() {
         for table in p.tables() {
             ddl.push_str(&format!(
-                "alter table {REBUILD_SCHEMA}.{table} set logged; analyze {REBUILD_SCHEMA}.{table};"
+                "alter table {schema}.{table} set logged; analyze {schema}.{table};"
             ));
         }
     }
     writer.batch_execute(&ddl).await?;
     tracing::info!(logging = ?began.elapsed(), "rebuilt tables made durable");
+    if let Target::AsOf { until_position, .. } = target {
+        let recorded_at = log::recorded_at_or_before(&*writer, *until_position).await?;
+        writer
+            .execute(
+                &format!(
+                    "create table {schema}.as_of as
+                     select $1::int8 as position, $2::timestamptz as recorded_at"
+                ),
+                &[until_position, &recorded_at],
+            )
+            .await?;
+        return Ok((done, cp));
+    }
     let names = set.names();
     writer
         .execute(
