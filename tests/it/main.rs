@@ -11,6 +11,7 @@ mod support;
 mod admins;
 mod audit_verify;
 mod commands_api;
+mod crash;
 mod event_store;
 mod lifecycle;
 mod log_order;

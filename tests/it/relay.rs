@@ -98,7 +98,7 @@ impl Running {
 }
 
 /// The last event of the log in the relay's (transaction, position) order.
-async fn head(pool: &Pool) -> Checkpoint {
+pub async fn head(pool: &Pool) -> Checkpoint {
     let client = pool.get().await.unwrap();
     client
         .query_opt(
@@ -114,7 +114,7 @@ async fn head(pool: &Pool) -> Checkpoint {
         .unwrap_or_default()
 }
 
-async fn checkpoint(pool: &Pool) -> Checkpoint {
+pub async fn checkpoint(pool: &Pool) -> Checkpoint {
     relay::checkpoint(pool, relay::DEFAULT_NAME)
         .await
         .unwrap()
@@ -139,7 +139,7 @@ pub async fn wait_caught_up(pool: &Pool) {
 }
 
 /// Every event of the log, in (transaction, position) order.
-async fn all_events(pool: &Pool) -> Vec<StoredEvent> {
+pub async fn all_events(pool: &Pool) -> Vec<StoredEvent> {
     let store = EventStore::new(pool.clone());
     let mut events = Vec::new();
     let mut after = Checkpoint::default();
@@ -256,7 +256,7 @@ pub async fn read_all(brokers: &str, prefix: &str) -> Vec<Received> {
 ///   events, which consumers skip by `ce_id`).
 ///
 /// Returns the number of duplicate deliveries.
-fn verify(events: &[StoredEvent], received: &[Received], prefix: &str) -> usize {
+pub fn verify(events: &[StoredEvent], received: &[Received], prefix: &str) -> usize {
     let by_id: HashMap<String, &StoredEvent> =
         events.iter().map(|e| (e.event_id.to_string(), e)).collect();
     let mut delivered: HashSet<&str> = HashSet::new();
