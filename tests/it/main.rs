@@ -8,6 +8,7 @@
 #[allow(dead_code)]
 mod support;
 
+mod audit_export;
 mod audit_verify;
 mod commands_api;
 mod event_store;

@@ -2,6 +2,7 @@
 //! bench.
 
 mod audit;
+mod audit_export;
 mod bench_append;
 mod dev;
 mod read_cmds;
