@@ -9,6 +9,7 @@
 mod support;
 
 mod audit_export;
+mod audit_scale;
 mod audit_verify;
 mod commands_api;
 mod event_store;
