@@ -11,6 +11,7 @@ use std::io::{self, IsTerminal as _, Write};
 
 use anyhow::Context as _;
 use chrono::{DateTime, SecondsFormat, Utc};
+use deadpool_postgres::GenericClient;
 use indicatif::{ProgressBar, ProgressStyle};
 
 use plinth_domain::{Event, TenantId, UserId};
@@ -48,7 +49,7 @@ pub(crate) struct ExportArgs {
 }
 
 #[derive(Debug, Clone, Copy, clap::ValueEnum)]
-enum Format {
+pub(crate) enum Format {
     /// One JSON object per line, with the fields of the audit API's items.
     Jsonl,
     /// A header line, then one row per event (`data` as JSON text).
@@ -93,40 +94,53 @@ pub(crate) async fn export(args: ExportArgs) -> anyhow::Result<()> {
         until: args.until,
     };
     let bar = progress_bar();
-    let mut out = Output::new(args.format, io::BufWriter::new(io::stdout().lock()));
-    let mut page = queries::PageRequest {
-        after: None,
-        limit: PAGE,
-    };
-    let written = async {
-        out.header()?;
-        loop {
-            let items = match queries::audit(&client, &Viewer::Platform, &filter, &page).await? {
-                Ok(items) => items,
-                Err(AuditRefusal::TenantNotVisible) => anyhow::bail!(
-                    "tenant {} not found",
-                    filter.tenant_id.as_deref().unwrap_or_default()
-                ),
-                Err(AuditRefusal::NeedsTenant) => unreachable!("the platform may read everything"),
-            };
-            for item in &items.items {
-                out.item(item)?;
-            }
-            bar.inc(items.items.len() as u64);
-            match items.next {
-                Some(next) => page.after = Some(next),
-                None => break,
-            }
-        }
-        out.finish()
-    }
-    .await;
+    let stdout = io::BufWriter::new(io::stdout().lock());
+    let written = write_audit(&client, &filter, args.format, stdout, &bar).await;
     bar.finish_and_clear();
     match written {
         // The reader went away (`| head`): what it wanted was written.
         Err(e) if is_broken_pipe(&e) => Ok(()),
-        other => other,
+        other => other.map(|_| ()),
     }
+}
+
+/// Writes every event that passes `filter` to `writer` as `format`, a page at a time in log
+/// order, counting them on `bar`; returns how many it wrote.
+pub(crate) async fn write_audit(
+    client: &impl GenericClient,
+    filter: &AuditFilter,
+    format: Format,
+    writer: impl Write,
+    bar: &ProgressBar,
+) -> anyhow::Result<u64> {
+    let mut out = Output::new(format, writer);
+    let mut page = queries::PageRequest {
+        after: None,
+        limit: PAGE,
+    };
+    let mut written = 0;
+    out.header()?;
+    loop {
+        let items = match queries::audit(client, &Viewer::Platform, filter, &page).await? {
+            Ok(items) => items,
+            Err(AuditRefusal::TenantNotVisible) => anyhow::bail!(
+                "tenant {} not found",
+                filter.tenant_id.as_deref().unwrap_or_default()
+            ),
+            Err(AuditRefusal::NeedsTenant) => unreachable!("the platform may read everything"),
+        };
+        for item in &items.items {
+            out.item(item)?;
+        }
+        written += items.items.len() as u64;
+        bar.inc(items.items.len() as u64);
+        match items.next {
+            Some(next) => page.after = Some(next),
+            None => break,
+        }
+    }
+    out.finish()?;
+    Ok(written)
 }
 
 fn is_broken_pipe(error: &anyhow::Error) -> bool {
