@@ -290,7 +290,7 @@ pub async fn audit(
     after: Checkpoint,
     limit: i64,
 ) -> anyhow::Result<Vec<StoredEvent>> {
-    let query = AuditQuery::new(filter, after, limit);
+    let query = AuditQuery::new(filter, after, limit, shape(client, filter).await?);
     let rows = client.query(&query.sql, &query.params()).await?;
     stored_events(&rows)
 }
@@ -303,7 +303,7 @@ pub async fn explain_audit(
     after: Checkpoint,
     limit: i64,
 ) -> anyhow::Result<String> {
-    let query = AuditQuery::new(filter, after, limit);
+    let query = AuditQuery::new(filter, after, limit, shape(client, filter).await?);
     let rows = client
         .query(&format!("explain {}", query.sql), &query.params())
         .await?;
@@ -326,7 +326,7 @@ struct AuditQuery<'a> {
 }
 
 impl<'a> AuditQuery<'a> {
-    fn new(filter: &'a AuditFilter, after: Checkpoint, limit: i64) -> Self {
+    fn new(filter: &'a AuditFilter, after: Checkpoint, limit: i64, shape: Subtree) -> Self {
         let mut values: Vec<&'a (dyn ToSql + Sync)> = Vec::new();
         let mut conditions = vec![AFTER.to_owned(), SETTLED.to_owned()];
         let mut add = |condition: &str, value: &'a (dyn ToSql + Sync)| {
@@ -359,7 +359,11 @@ impl<'a> AuditQuery<'a> {
             ),
             Some(path) => {
                 values.push(path);
-                subtree_sql(&conditions, values.len() + 3)
+                let path = values.len() + 3;
+                match shape {
+                    Subtree::Merge => merged_subtree_sql(&conditions, path),
+                    Subtree::Walk => walked_subtree_sql(&conditions, path),
+                }
             }
         };
         Self {
@@ -378,28 +382,77 @@ impl<'a> AuditQuery<'a> {
     }
 }
 
+/// How a tenant subtree's page is read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Subtree {
+    /// Merge the log-order walks of each of its streams ([`merged_subtree_sql`]).
+    Merge,
+    /// Walk the whole log in order, keeping its streams' events ([`walked_subtree_sql`]).
+    Walk,
+}
+
+/// Subtrees governing more streams than this are walked, not merged. A merged page reads up
+/// to a page per stream of the subtree, a walked one a page divided by the subtree's share of
+/// the log: a subtree of a thousand streams or more is most of a platform's log or a large
+/// share of it, and walking it reads a few pages' worth where merging would read a thousand.
+const MERGE_STREAMS: i64 = 1000;
+
+/// The streams of the subtree at path `$n`: its tenants (a range of the `path` index, see
+/// `read.tenants`) joined to the streams they govern.
+fn subtree_streams(n: usize) -> String {
+    format!(
+        "select r.id from read.tenants t join read.resources r on r.tenant_id = t.id
+         where t.path = ${n}::text or (t.path > ${n}::text || '/' and t.path < ${n}::text || '0')"
+    )
+}
+
+/// How to read `filter`'s subtree, if it has one: counts its streams up to the threshold.
+async fn shape(client: &impl GenericClient, filter: &AuditFilter) -> anyhow::Result<Subtree> {
+    let Some(path) = &filter.tenant_path else {
+        return Ok(Subtree::Merge);
+    };
+    let row = client
+        .query_one(
+            &format!("select count(*) from ({} limit $2) s", subtree_streams(1)),
+            &[path, &(MERGE_STREAMS + 1)],
+        )
+        .await?;
+    Ok(if row.get::<_, i64>(0) > MERGE_STREAMS {
+        Subtree::Walk
+    } else {
+        Subtree::Merge
+    })
+}
+
 /// A page of a tenant subtree (its path is `$path`): for each stream the subtree governs, its
 /// first `$3` events after the cursor that pass `conditions` (a short walk of the (stream_id,
 /// tx, position) index each), merged into log order and cut to `$3`. A page thus reads at most
-/// `$3` index entries per stream of the subtree, however long the log. Walking the whole log in
-/// order and keeping the subtree's events instead would read `$3` divided by the subtree's
-/// share of the log: cheap for the root's subtree, a scan of the log for a small tenant.
-fn subtree_sql(conditions: &str, path: usize) -> String {
+/// `$3` index entries per stream of the subtree, however long the log.
+fn merged_subtree_sql(conditions: &str, path: usize) -> String {
+    let streams = subtree_streams(path);
     format!(
         "with page as (
              select x.tx, x.position
-             from read.tenants t
-             join read.resources r on r.tenant_id = t.id
+             from ({streams}) s
              cross join lateral (
                  select tx, position from events
-                 where stream_id = r.id and {conditions}
+                 where stream_id = s.id and {conditions}
                  order by {ORDER} limit $3
              ) x
-             where t.path = ${path}::text
-                or (t.path > ${path}::text || '/' and t.path < ${path}::text || '0')
              order by x.tx, x.position limit $3
          )
          select {STORED_COLUMNS} from page join events using (tx, position) order by {ORDER}"
+    )
+}
+
+/// A page of a large subtree: the log walked in order (the (tx, position) index), keeping the
+/// events of the subtree's streams (a hashed set of them, read once).
+fn walked_subtree_sql(conditions: &str, path: usize) -> String {
+    let streams = subtree_streams(path);
+    format!(
+        "select {STORED_COLUMNS} from events
+         where {conditions} and stream_id in ({streams})
+         order by {ORDER} limit $3"
     )
 }
 

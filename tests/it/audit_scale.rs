@@ -2,7 +2,7 @@
 //! analyzed) for PostgreSQL to prefer a scan and a sort where no index serves: a page then costs
 //! the same however long the log grows.
 
-use plinth_commands::log::{explain_audit, AuditFilter};
+use plinth_commands::log::{audit, explain_audit, AuditFilter};
 use plinth_commands::Checkpoint;
 use plinth_projections::read::{synthetic_platform, BenchOptions};
 
@@ -79,14 +79,75 @@ async fn actor_correlation_stream_and_subtree_pages_are_index_walks_in_log_order
     // stream), never the events themselves: no scan of the log, and each stream's walk is an
     // index range in log order.
     let tenant = AuditFilter {
-        tenant_path: Some(subtree),
+        tenant_path: Some(subtree.clone()),
         ..AuditFilter::default()
     };
-    let plan = plan(&client, tenant).await;
+    let merged = plan(&client, tenant).await;
     assert!(
-        plan.contains("Scan using events_stream_log_order_idx"),
-        "{plan}"
+        merged.contains("Scan using events_stream_log_order_idx"),
+        "{merged}"
     );
-    assert!(!plan.contains("Seq Scan on events"), "{plan}");
-    assert_eq!(plan.matches("Sort Key").count(), 1, "{plan}");
+    assert!(!merged.contains("Seq Scan on events"), "{merged}");
+    assert_eq!(merged.matches("Sort Key").count(), 1, "{merged}");
+
+    // The root's subtree governs every tenant's stream, over a thousand: its page walks the
+    // log in order instead, keeping the subtree's events, and stops after a page.
+    let root = AuditFilter {
+        tenant_path: Some(platform.tenants[0].to_string()),
+        ..AuditFilter::default()
+    };
+    assert_walks(&plan(&client, root).await, "events_tx_position_idx");
+}
+
+#[tokio::test]
+async fn merged_and_walked_subtree_pages_hold_the_subtrees_events_in_log_order() {
+    let db = test_db().await;
+    let options = BenchOptions {
+        events: 40_000,
+        tenants: 1_000,
+        resource_providers: 50,
+        checks: 0,
+    };
+    let platform = synthetic_platform(&db.pool, &options).await.unwrap();
+    let client = db.pool.get().await.unwrap();
+    // Tenant 11: eleven tenants, merged; the root: a thousand, walked. Each compared, page by
+    // page, with the obvious query.
+    for tenant in [&platform.tenants[11], &platform.tenants[0]] {
+        let path: String = client
+            .query_one(
+                "select path from read.tenants where id = $1",
+                &[&tenant.as_str()],
+            )
+            .await
+            .unwrap()
+            .get(0);
+        let filter = AuditFilter {
+            tenant_path: Some(path.clone()),
+            ..AuditFilter::default()
+        };
+        let mut after = Checkpoint::default();
+        for _ in 0..3 {
+            let page = audit(&client, &filter, after, 100).await.unwrap();
+            let positions: Vec<i64> = page.iter().map(|e| e.position).collect();
+            let expected: Vec<i64> = client
+                .query(
+                    "select position from events
+                     where stream_id in (
+                         select r.id from read.tenants t
+                         join read.resources r on r.tenant_id = t.id
+                         where t.path = $1 or t.path like $1 || '/%')
+                       and (tx, position) > ($2, $3)
+                     order by tx, position limit 100",
+                    &[&path, &after.tx, &after.position],
+                )
+                .await
+                .unwrap()
+                .iter()
+                .map(|r| r.get(0))
+                .collect();
+            assert_eq!(positions, expected, "{tenant}");
+            assert_eq!(positions.len(), 100, "{tenant}");
+            after = page.last().unwrap().checkpoint();
+        }
+    }
 }
