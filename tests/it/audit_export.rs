@@ -278,3 +278,41 @@ async fn an_unknown_tenant_or_a_bad_filter_fails_with_nothing_on_stdout() {
         assert!(out.stdout.is_empty(), "{args:?}");
     }
 }
+
+/// With stderr a terminal (a pseudo-terminal from `script`), the progress counter is drawn
+/// there and stdout, redirected to a file, still holds nothing but the JSON lines. Skipped
+/// where util-linux's `script` is missing.
+#[tokio::test]
+async fn on_a_terminal_progress_goes_to_stderr_and_stdout_stays_data() {
+    if std::process::Command::new("script")
+        .arg("--version")
+        .output()
+        .is_err()
+    {
+        eprintln!("skipped: no `script` to give the export a terminal");
+        return;
+    }
+    let world = world().await;
+    let dir = std::env::temp_dir().join(format!("plinth-export-{}", uuid::Uuid::now_v7()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let data = dir.join("audit.jsonl");
+    let command = format!(
+        "{} audit export --format jsonl > {}",
+        plinth_binary().display(),
+        data.display()
+    );
+    let terminal = std::process::Command::new("script")
+        .args(["-qec", &command, "/dev/null"])
+        .env("DATABASE_URL", &world.app.db.url)
+        .output()
+        .expect("script runs");
+    let transcript = String::from_utf8_lossy(&terminal.stdout);
+    assert!(terminal.status.success(), "{transcript}");
+    assert!(
+        transcript.contains("events ("),
+        "no progress on the terminal: {transcript:?}"
+    );
+    let lines = jsonl(&std::fs::read_to_string(&data).unwrap());
+    assert_eq!(lines, api_items(&world, "").await);
+    std::fs::remove_dir_all(&dir).unwrap();
+}
