@@ -296,7 +296,7 @@ pub async fn audit(
 }
 
 /// The plan PostgreSQL chooses for [`audit`] with these arguments (`EXPLAIN`, one line per
-/// node): tests and `plinth bench audit` check that every filter is an index walk in log order.
+/// node), for tests to check that every filter's page is an index walk in log order.
 pub async fn explain_audit(
     client: &impl GenericClient,
     filter: &AuditFilter,
@@ -406,7 +406,8 @@ fn subtree_streams(n: usize) -> String {
     )
 }
 
-/// How to read `filter`'s subtree, if it has one: counts its streams up to the threshold.
+/// How to read `filter`'s subtree (by counting its streams up to [`MERGE_STREAMS`]); without
+/// a tenant filter the answer is unused.
 async fn shape(client: &impl GenericClient, filter: &AuditFilter) -> anyhow::Result<Subtree> {
     let Some(path) = &filter.tenant_path else {
         return Ok(Subtree::Merge);
