@@ -269,7 +269,7 @@ async fn an_unknown_tenant_or_a_bad_filter_fails_with_nothing_on_stdout() {
         vec!["--correlation", "not-a-uuid"],
     ] {
         let out = std::process::Command::new(plinth_binary())
-            .args(["audit", "export", "--format", "jsonl"])
+            .args(["audit", "export", "--format", "csv"])
             .args(&args)
             .env("DATABASE_URL", &world.app.db.url)
             .output()

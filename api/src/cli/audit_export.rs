@@ -119,7 +119,6 @@ pub(crate) async fn write_audit(
         limit: PAGE,
     };
     let mut written = 0;
-    out.header()?;
     loop {
         let items = match queries::audit(client, &Viewer::Platform, filter, &page).await? {
             Ok(items) => items,
@@ -129,6 +128,10 @@ pub(crate) async fn write_audit(
             ),
             Err(AuditRefusal::NeedsTenant) => unreachable!("the platform may read everything"),
         };
+        // After the first page, not before: an unknown tenant leaves stdout empty.
+        if page.after.is_none() {
+            out.header()?;
+        }
         for item in &items.items {
             out.item(item)?;
         }
