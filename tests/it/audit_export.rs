@@ -316,3 +316,41 @@ async fn on_a_terminal_progress_goes_to_stderr_and_stdout_stays_data() {
     assert_eq!(lines, api_items(&world, "").await);
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+/// A reader that stops early (`plinth audit export … | head`) ends the export quietly: a
+/// broken pipe is success, not an error. The log is larger than a pipe's buffer, so the export
+/// is still writing when the reader goes.
+#[tokio::test]
+async fn a_reader_that_stops_early_ends_the_export_without_an_error() {
+    let db = crate::support::test_db().await;
+    let options = plinth_projections::read::BenchOptions {
+        events: 5_000,
+        tenants: 100,
+        resource_providers: 10,
+        checks: 0,
+    };
+    plinth_projections::read::synthetic_platform(&db.pool, &options)
+        .await
+        .unwrap();
+    let mut export = std::process::Command::new(plinth_binary())
+        .args(["audit", "export", "--format", "jsonl"])
+        .env("DATABASE_URL", &db.url)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("plinth runs");
+    let mut first = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(export.stdout.take().unwrap()),
+        &mut first,
+    )
+    .unwrap();
+    jsonl(&first);
+    // The reader (and the pipe's only read end) is gone.
+    let out = export.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

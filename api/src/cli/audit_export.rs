@@ -146,15 +146,24 @@ pub(crate) async fn write_audit(
     Ok(written)
 }
 
+/// Whether `error` is a write to a closed pipe, whichever writer (io, csv, serde_json) met it.
 fn is_broken_pipe(error: &anyhow::Error) -> bool {
-    error.chain().any(|cause| {
-        cause
-            .downcast_ref::<io::Error>()
-            .is_some_and(|e| e.kind() == io::ErrorKind::BrokenPipe)
-            || cause
-                .downcast_ref::<csv::Error>()
-                .is_some_and(|e| matches!(e.kind(), csv::ErrorKind::Io(e) if e.kind() == io::ErrorKind::BrokenPipe))
-    })
+    error
+        .chain()
+        .any(|cause| io_kind(cause) == Some(io::ErrorKind::BrokenPipe))
+}
+
+fn io_kind(cause: &(dyn std::error::Error + 'static)) -> Option<io::ErrorKind> {
+    if let Some(e) = cause.downcast_ref::<io::Error>() {
+        return Some(e.kind());
+    }
+    if let Some(e) = cause.downcast_ref::<serde_json::Error>() {
+        return e.io_error_kind();
+    }
+    match cause.downcast_ref::<csv::Error>()?.kind() {
+        csv::ErrorKind::Io(e) => Some(e.kind()),
+        _ => None,
+    }
 }
 
 /// A counter on stderr when it is a terminal; hidden otherwise, so that a redirected stderr
