@@ -22,7 +22,8 @@ const PAGE: i64 = 1000;
 
 #[derive(Debug, clap::Args)]
 pub(crate) struct ExportArgs {
-    #[arg(long, env = "DATABASE_URL")]
+    /// The database to read (directly: no token, no tenant check).
+    #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
     database_url: String,
     /// That tenant's whole subtree (the streams its tenants govern).
     #[arg(long, value_parser = parse_tenant)]
@@ -30,6 +31,7 @@ pub(crate) struct ExportArgs {
     /// Events recorded for commands of this user.
     #[arg(long, value_parser = parse_user)]
     actor: Option<String>,
+    /// Events of this type (e.g. `TenantCreated`).
     #[arg(long, value_parser = parse_event_type)]
     event_type: Option<String>,
     /// Recorded at or after this time (RFC 3339).
