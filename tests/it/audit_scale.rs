@@ -6,7 +6,7 @@ use plinth_commands::log::{audit, explain_audit, AuditFilter};
 use plinth_commands::Checkpoint;
 use plinth_projections::read::{synthetic_platform, BenchOptions};
 
-use crate::support::test_db;
+use crate::support::{test_db, HORIZON};
 
 /// The plan of a first page of 100 under `filter`.
 async fn plan(client: &deadpool_postgres::Client, filter: AuditFilter) -> String {
@@ -24,6 +24,9 @@ fn assert_walks(plan: &str, index: &str) {
 
 #[tokio::test]
 async fn actor_correlation_stream_and_subtree_pages_are_index_walks_in_log_order() {
+    // Writing and projecting the log takes transactions of seconds, which hold the cluster's
+    // snapshot horizon back: other tests' reads would wait on them.
+    let _horizon = HORIZON.write().await;
     let db = test_db().await;
     let options = BenchOptions {
         events: 40_000,
@@ -101,6 +104,8 @@ async fn actor_correlation_stream_and_subtree_pages_are_index_walks_in_log_order
 
 #[tokio::test]
 async fn merged_and_walked_subtree_pages_hold_the_subtrees_events_in_log_order() {
+    // As above: the synthetic log's transactions hold the snapshot horizon back.
+    let _horizon = HORIZON.write().await;
     let db = test_db().await;
     let options = BenchOptions {
         events: 40_000,

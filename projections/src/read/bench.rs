@@ -107,17 +107,22 @@ fn path_of(i: usize, tenants: &[TenantId]) -> Vec<TenantId> {
     path
 }
 
+/// Events per transaction of the synthetic log. Short transactions: an open one holds back the
+/// cluster's snapshot horizon, which every gap-safe reader waits on (tests running beside a
+/// synthetic log's writing would wait seconds for their own events otherwise).
+const WRITE_BATCH: usize = 10_000;
+
 async fn write_log(pool: &Pool, options: &BenchOptions, rng: &mut StdRng) -> anyhow::Result<World> {
     let mut client = pool.get().await?;
     let mut log = LogWriter::with_actors(ACTORS);
-    let mut batch: Vec<(String, Event)> = Vec::with_capacity(50_000);
+    let mut batch: Vec<(String, Event)> = Vec::with_capacity(WRITE_BATCH);
     let mut written = 0u64;
     let total = options.events;
     macro_rules! push {
         ($stream:expr, $event:expr) => {{
             batch.push(($stream.to_string(), $event));
             written += 1;
-            if batch.len() >= 50_000 {
+            if batch.len() >= WRITE_BATCH {
                 log.write(&mut client, &batch).await?;
                 batch.clear();
             }
