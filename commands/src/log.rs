@@ -24,6 +24,7 @@ use std::sync::LazyLock;
 use anyhow::Context as _;
 use chrono::{DateTime, Utc};
 use deadpool_postgres::GenericClient;
+use tokio_postgres::types::ToSql;
 use tokio_postgres::Row;
 
 use plinth_domain::{apply, Aggregate, Event};
@@ -285,7 +286,7 @@ pub struct AuditFilter {
 /// audit log. Paging by the tail's rule means an event that commits late (a lower position,
 /// committed after a page was read) is never skipped by a cursor already handed out.
 ///
-/// The tenant filter joins the read models `read.tenants` and `read.resources` (which streams
+/// The tenant filter reads the read models `read.tenants` and `read.resources` (which streams
 /// a subtree governs): the audit log depends on the read side for that one filter.
 pub async fn audit(
     client: &impl GenericClient,
@@ -293,37 +294,171 @@ pub async fn audit(
     after: Checkpoint,
     limit: i64,
 ) -> anyhow::Result<Vec<StoredEvent>> {
+    let query = AuditQuery::new(filter, after, limit, shape(client, filter).await?);
+    let rows = client.query(&query.sql, &query.params()).await?;
+    stored_events(&rows)
+}
+
+/// The plan PostgreSQL chooses for [`audit`] with these arguments (`EXPLAIN`, one line per
+/// node), for tests to check that every filter's page is an index walk in log order.
+pub async fn explain_audit(
+    client: &impl GenericClient,
+    filter: &AuditFilter,
+    after: Checkpoint,
+    limit: i64,
+) -> anyhow::Result<String> {
+    let query = AuditQuery::new(filter, after, limit, shape(client, filter).await?);
     let rows = client
-        .query(
-            &format!(
-                "select {STORED_COLUMNS} from events
-                 where {AFTER} and {SETTLED}
-                   and ($3::text is null or stream_id in (
-                           select r.id from read.tenants t join read.resources r on r.tenant_id = t.id
-                           where t.path = $3 or (t.path > $3 || '/' and t.path < $3 || '0')))
-                   and ($4::text is null or stream_id = $4)
-                   and ($5::text is null or metadata->>'actor' = $5)
-                   and ($6::uuid is null or (metadata->>'correlation_id')::uuid = $6)
-                   and ($7::text is null or event_type = $7)
-                   and ($8::timestamptz is null or recorded_at >= $8)
-                   and ($9::timestamptz is null or recorded_at < $9)
-                 order by {ORDER} limit $10"
+        .query(&format!("explain {}", query.sql), &query.params())
+        .await?;
+    Ok(rows
+        .iter()
+        .map(|r| r.get::<_, String>(0))
+        .collect::<Vec<_>>()
+        .join("\n"))
+}
+
+/// The statement of [`audit`] and its parameters. Only the filters given are in the `where`
+/// clause, so that every plan (custom or generic) can use the index of the selective one: an
+/// `$n is null or ...` condition would hide it from a generic plan.
+struct AuditQuery<'a> {
+    sql: String,
+    after: Checkpoint,
+    limit: i64,
+    /// `$4` onwards, in order.
+    values: Vec<&'a (dyn ToSql + Sync)>,
+}
+
+impl<'a> AuditQuery<'a> {
+    fn new(filter: &'a AuditFilter, after: Checkpoint, limit: i64, shape: Subtree) -> Self {
+        let mut values: Vec<&'a (dyn ToSql + Sync)> = Vec::new();
+        let mut conditions = vec![AFTER.to_owned(), SETTLED.to_owned()];
+        let mut add = |condition: &str, value: &'a (dyn ToSql + Sync)| {
+            values.push(value);
+            conditions.push(condition.replace('?', &format!("${}", values.len() + 3)));
+        };
+        if let Some(stream_id) = &filter.stream_id {
+            add("stream_id = ?", stream_id);
+        }
+        // The same expressions as the indexes of V31 and V33, or they would not be used.
+        if let Some(actor) = &filter.actor {
+            add("metadata->>'actor' = ?", actor);
+        }
+        if let Some(correlation_id) = &filter.correlation_id {
+            add("(metadata->>'correlation_id')::uuid = ?", correlation_id);
+        }
+        if let Some(event_type) = &filter.event_type {
+            add("event_type = ?", event_type);
+        }
+        if let Some(since) = &filter.since {
+            add("recorded_at >= ?", since);
+        }
+        if let Some(until) = &filter.until {
+            add("recorded_at < ?", until);
+        }
+        let conditions = conditions.join(" and ");
+        let sql = match &filter.tenant_path {
+            None => format!(
+                "select {STORED_COLUMNS} from events where {conditions} order by {ORDER} limit $3"
             ),
-            &[
-                &after.tx,
-                &after.position,
-                &filter.tenant_path,
-                &filter.stream_id,
-                &filter.actor,
-                &filter.correlation_id,
-                &filter.event_type,
-                &filter.since,
-                &filter.until,
-                &limit,
-            ],
+            Some(path) => {
+                values.push(path);
+                let path = values.len() + 3;
+                match shape {
+                    Subtree::Merge => merged_subtree_sql(&conditions, path),
+                    Subtree::Walk => walked_subtree_sql(&conditions, path),
+                }
+            }
+        };
+        Self {
+            sql,
+            after,
+            limit,
+            values,
+        }
+    }
+
+    fn params(&self) -> Vec<&(dyn ToSql + Sync)> {
+        let mut params: Vec<&(dyn ToSql + Sync)> =
+            vec![&self.after.tx, &self.after.position, &self.limit];
+        params.extend(self.values.iter().copied());
+        params
+    }
+}
+
+/// How a tenant subtree's page is read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Subtree {
+    /// Merge the log-order walks of each of its streams ([`merged_subtree_sql`]).
+    Merge,
+    /// Walk the whole log in order, keeping its streams' events ([`walked_subtree_sql`]).
+    Walk,
+}
+
+/// Subtrees governing more streams than this are walked, not merged. A merged page reads up
+/// to a page per stream of the subtree, a walked one a page divided by the subtree's share of
+/// the log: a subtree of a thousand streams or more is most of a platform's log or a large
+/// share of it, and walking it reads a few pages' worth where merging would read a thousand.
+const MERGE_STREAMS: i64 = 1000;
+
+/// The streams of the subtree at path `$n`: its tenants (a range of the `path` index, see
+/// `read.tenants`) joined to the streams they govern.
+fn subtree_streams(n: usize) -> String {
+    format!(
+        "select r.id from read.tenants t join read.resources r on r.tenant_id = t.id
+         where t.path = ${n}::text or (t.path > ${n}::text || '/' and t.path < ${n}::text || '0')"
+    )
+}
+
+/// How to read `filter`'s subtree (by counting its streams up to [`MERGE_STREAMS`]); without
+/// a tenant filter the answer is unused.
+async fn shape(client: &impl GenericClient, filter: &AuditFilter) -> anyhow::Result<Subtree> {
+    let Some(path) = &filter.tenant_path else {
+        return Ok(Subtree::Merge);
+    };
+    let row = client
+        .query_one(
+            &format!("select count(*) from ({} limit $2) s", subtree_streams(1)),
+            &[path, &(MERGE_STREAMS + 1)],
         )
         .await?;
-    stored_events(&rows)
+    Ok(if row.get::<_, i64>(0) > MERGE_STREAMS {
+        Subtree::Walk
+    } else {
+        Subtree::Merge
+    })
+}
+
+/// A page of a tenant subtree (its path is `$path`): for each stream the subtree governs, its
+/// first `$3` events after the cursor that pass `conditions` (a short walk of the (stream_id,
+/// tx, position) index each), merged into log order and cut to `$3`. A page thus reads at most
+/// `$3` index entries per stream of the subtree, however long the log.
+fn merged_subtree_sql(conditions: &str, path: usize) -> String {
+    let streams = subtree_streams(path);
+    format!(
+        "with page as (
+             select x.tx, x.position
+             from ({streams}) s
+             cross join lateral (
+                 select tx, position from events
+                 where stream_id = s.id and {conditions}
+                 order by {ORDER} limit $3
+             ) x
+             order by x.tx, x.position limit $3
+         )
+         select {STORED_COLUMNS} from page join events using (tx, position) order by {ORDER}"
+    )
+}
+
+/// A page of a large subtree: the log walked in order (the (tx, position) index), keeping the
+/// events of the subtree's streams (a hashed set of them, read once).
+fn walked_subtree_sql(conditions: &str, path: usize) -> String {
+    let streams = subtree_streams(path);
+    format!(
+        "select {STORED_COLUMNS} from events
+         where {conditions} and stream_id in ({streams})
+         order by {ORDER} limit $3"
+    )
 }
 
 /// Up to `limit` events after `(stream_id, stream_version)` in stream order (rows of

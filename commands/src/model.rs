@@ -61,7 +61,7 @@ impl StoredEvent {
     /// The event's data in the current schema version of its type, with that version: the
     /// stored text byte for byte when it is current (or its type is unknown here), the upcast
     /// data otherwise. What the relay publishes and the audit log shows
-    /// (docs/adr/0005-schema-evolution.md).
+    /// (docs/adr/0006-schema-evolution.md).
     pub fn current_data(&self) -> Result<(i32, Cow<'_, str>), DecodeError> {
         let current = plinth_domain::upcast::current_version(&self.event_type);
         let known = Event::TYPES.contains(&self.event_type.as_str());

@@ -9,6 +9,8 @@
 mod support;
 
 mod admins;
+mod audit_export;
+mod audit_scale;
 mod audit_verify;
 mod commands_api;
 mod crash;

@@ -1027,3 +1027,59 @@ fn the_event_catalogue_in_docs_matches_the_rust_types() {
     let update = std::env::var("PLINTH_UPDATE_SCHEMA").is_ok_and(|v| v == "1");
     relay::check_docs(&repo().join("docs"), update).unwrap();
 }
+
+/// Bootstrapping a new downstream consumer from position 0 (docs/events.md): a second relay
+/// with its own name (`PLINTH_KAFKA_RELAY_NAME`) keeps its own checkpoint and its own leader
+/// lock, so it publishes the whole log to its own topic prefix while the live relay runs on,
+/// its checkpoint untouched.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_relay_with_its_own_name_replays_the_whole_log_to_its_own_prefix_beside_the_live_one() {
+    let db = test_db().await;
+    let bus = CommandBus::start(db.pool.clone(), 2);
+    let store = EventStore::new(db.pool.clone());
+    scenario(&bus, &store, "boot").await;
+    let live_prefix = unique("live");
+    let live = start_relay(&db.pool, &config(&db, &brokers(), &live_prefix));
+    wait_caught_up(&db.pool).await;
+    let live_checkpoint = checkpoint(&db.pool).await;
+
+    let new_prefix = unique("bootstrap");
+    let name = unique("bootstrap-relay");
+    let bootstrap = start_relay(
+        &db.pool,
+        &RelayConfig {
+            name: name.clone(),
+            ..config(&db, &brokers(), &new_prefix)
+        },
+    );
+    let head = head(&db.pool).await;
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    while relay::checkpoint(&db.pool, &name)
+        .await
+        .unwrap()
+        .unwrap_or_default()
+        < head
+    {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the named relay never published the log"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    bootstrap.stop().await;
+
+    let events = all_events(&db.pool).await;
+    let received = read_all(&brokers(), &new_prefix).await;
+    assert_eq!(verify(&events, &received, &new_prefix), 0, "no duplicates");
+    assert_eq!(
+        checkpoint(&db.pool).await,
+        live_checkpoint,
+        "the live relay's checkpoint must not move"
+    );
+    // The live relay is still the leader of its name and still publishing.
+    let tenant = submit(&bus, "CreateTenant", json!({"name": "after-bootstrap"})).await;
+    wait_caught_up(&db.pool).await;
+    live.stop().await;
+    let live_received = read_all(&brokers(), &live_prefix).await;
+    assert!(live_received.iter().any(|r| r.key == tenant));
+}

@@ -1,4 +1,5 @@
-//! `plinth audit verify`: recompute every stream's hash chain and check every stream's head.
+//! `plinth audit verify`: recompute every stream's hash chain and check every stream's head;
+//! `plinth audit export` (in `audit_export`).
 
 use plinth_commands::EventStore;
 
@@ -10,10 +11,14 @@ pub(crate) enum AuditCommand {
         #[arg(long, env = "DATABASE_URL")]
         database_url: String,
     },
+    /// Write the audit log, filtered as `GET /v1/audit` filters it, to stdout in log order
+    /// (a platform administrator's tool: it reads the database directly).
+    Export(super::audit_export::ExportArgs),
 }
 
 pub(crate) async fn run(command: AuditCommand) -> anyhow::Result<()> {
     match command {
+        AuditCommand::Export(args) => super::audit_export::export(args).await,
         AuditCommand::Verify { database_url } => {
             let store = EventStore::new(plinth_commands::pool(&database_url, 2)?);
             let checked = match store.verify_chains().await? {

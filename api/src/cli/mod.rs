@@ -2,7 +2,9 @@
 //! bench.
 
 mod audit;
+mod audit_export;
 mod bench_append;
+mod bench_audit;
 mod dev;
 mod read_cmds;
 mod relay_cmds;
@@ -83,6 +85,8 @@ enum BenchCommand {
     Rebuild(read_cmds::BenchRebuildArgs),
     /// Relay throughput and command-to-Kafka latency.
     Relay(relay_cmds::BenchRelayArgs),
+    /// Audit page latency (tenant subtree, actor, correlation id) and export throughput.
+    Audit(bench_audit::BenchAuditArgs),
 }
 
 /// Entry point of the binary.
@@ -126,6 +130,7 @@ async fn run(command: Commands) -> anyhow::Result<()> {
             BenchCommand::Append(args) => bench_append::run(args).await,
             BenchCommand::Rebuild(args) => read_cmds::bench_rebuild(args).await,
             BenchCommand::Relay(args) => relay_cmds::bench_relay(args).await,
+            BenchCommand::Audit(args) => bench_audit::run(args).await,
         },
     }
 }

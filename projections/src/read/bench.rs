@@ -88,6 +88,8 @@ struct World {
     /// For each resource provider, the tenant index where it is authorized.
     rps: Vec<(ResourceProviderId, usize)>,
     locations: Vec<LocationId>,
+    /// The actors of its events.
+    actors: Vec<String>,
 }
 
 fn children_of(i: usize, n: usize) -> impl Iterator<Item = usize> {
@@ -105,17 +107,22 @@ fn path_of(i: usize, tenants: &[TenantId]) -> Vec<TenantId> {
     path
 }
 
+/// Events per transaction of the synthetic log. Short transactions: an open one holds back the
+/// cluster's snapshot horizon, which every gap-safe reader waits on (tests running beside a
+/// synthetic log's writing would wait seconds for their own events otherwise).
+const WRITE_BATCH: usize = 10_000;
+
 async fn write_log(pool: &Pool, options: &BenchOptions, rng: &mut StdRng) -> anyhow::Result<World> {
     let mut client = pool.get().await?;
-    let mut log = LogWriter::new();
-    let mut batch: Vec<(String, Event)> = Vec::with_capacity(50_000);
+    let mut log = LogWriter::with_actors(ACTORS);
+    let mut batch: Vec<(String, Event)> = Vec::with_capacity(WRITE_BATCH);
     let mut written = 0u64;
     let total = options.events;
     macro_rules! push {
         ($stream:expr, $event:expr) => {{
             batch.push(($stream.to_string(), $event));
             written += 1;
-            if batch.len() >= 50_000 {
+            if batch.len() >= WRITE_BATCH {
                 log.write(&mut client, &batch).await?;
                 batch.clear();
             }
@@ -287,6 +294,36 @@ async fn write_log(pool: &Pool, options: &BenchOptions, rng: &mut StdRng) -> any
         tenants,
         rps,
         locations: locations.into_iter().map(|(l, _)| l).collect(),
+        actors: log.actors().to_vec(),
+    })
+}
+
+/// Users the synthetic log's events are recorded for, in turn: an actor's audit page then
+/// picks one event in 100 from the whole log.
+const ACTORS: usize = 100;
+
+/// The synthetic platform's log, written and projected.
+#[derive(Debug, Clone)]
+pub struct SyntheticPlatform {
+    /// The tenant tree, 10-ary: tenant i's parent is tenant (i - 1) / 10.
+    pub tenants: Vec<TenantId>,
+    /// The actors of its events, each of an equal share of them.
+    pub actors: Vec<String>,
+}
+
+/// Writes the synthetic log of [`bench_rebuild`] into the (empty, migrated) database behind
+/// `pool` and rebuilds every projection from it: for measuring reads on a large log.
+pub async fn synthetic_platform(
+    pool: &Pool,
+    options: &BenchOptions,
+) -> anyhow::Result<SyntheticPlatform> {
+    let world = write_log(pool, options, &mut StdRng::seed_from_u64(7))
+        .await
+        .context("failed to write the synthetic log")?;
+    rebuild(pool, ProjectionSet::all(), |_| {}).await?;
+    Ok(SyntheticPlatform {
+        tenants: world.tenants,
+        actors: world.actors,
     })
 }
 

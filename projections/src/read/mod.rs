@@ -24,7 +24,9 @@ mod rebuild;
 mod runner;
 mod synthetic;
 
-pub use bench::{bench_rebuild, peak_rss_kib, BenchOptions, BenchReport};
+pub use bench::{
+    bench_rebuild, peak_rss_kib, synthetic_platform, BenchOptions, BenchReport, SyntheticPlatform,
+};
 pub use projection::{Projection, ProjectionSet};
 pub use rebuild::{
     rebuild, rebuild_as_of, rebuild_in_batches, RebuildProgress, RebuildReport, REBUILD_BATCH,

@@ -20,7 +20,10 @@ use plinth_domain::Event;
 pub struct LogWriter {
     versions: HashMap<String, i64>,
     clock: DateTime<Utc>,
-    actor: String,
+    /// Events are recorded for these users in turn, so that an actor's events are a known
+    /// share of the log spread all along it (as a busy platform's are).
+    actors: Vec<String>,
+    written: usize,
 }
 
 impl Default for LogWriter {
@@ -30,13 +33,30 @@ impl Default for LogWriter {
 }
 
 impl LogWriter {
+    /// A writer whose events all have one actor.
     pub fn new() -> Self {
+        Self::with_actors(1)
+    }
+
+    /// A writer whose events have `actors` (at least one) different actors, in turn.
+    pub fn with_actors(actors: usize) -> Self {
         Self {
             versions: HashMap::new(),
             clock: DateTime::from_timestamp_micros(Utc::now().timestamp_micros())
                 .unwrap_or_default(),
-            actor: plinth_domain::UserId::for_identity("plinth-synthetic", "writer").to_string(),
+            actors: (0..actors.max(1))
+                .map(|i| {
+                    plinth_domain::UserId::for_identity("plinth-synthetic", &format!("writer-{i}"))
+                        .to_string()
+                })
+                .collect(),
+            written: 0,
         }
+    }
+
+    /// The actors events are recorded for.
+    pub fn actors(&self) -> &[String] {
+        &self.actors
     }
 
     /// Writes `events` ((stream id, event), in log order) in one transaction with `COPY`.
@@ -73,8 +93,10 @@ impl LogWriter {
             let version = self.versions.entry(stream.clone()).or_insert(0);
             *version += 1;
             let event_id = Uuid::now_v7();
+            let actor = &self.actors[self.written % self.actors.len()];
+            self.written += 1;
             let metadata = json!({
-                "actor": self.actor,
+                "actor": actor,
                 "command_id": event_id,
                 "correlation_id": event_id,
                 "causation_id": event_id,

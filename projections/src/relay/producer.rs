@@ -217,7 +217,7 @@ impl Publisher {
     pub(crate) async fn send(&mut self, event: &StoredEvent) -> anyhow::Result<DeliveryFuture> {
         let topic = self.topics.for_stream(&event.stream_id).await?;
         // Consumers get every event in its type's current shape (old ones upcast), with
-        // `plinth_schema_version` naming that shape: docs/adr/0005-schema-evolution.md.
+        // `plinth_schema_version` naming that shape: docs/adr/0006-schema-evolution.md.
         let (schema_version, data) = event.current_data().with_context(|| {
             format!(
                 "event {} at position {} ({} v{}) cannot be published",
