@@ -1,3 +1,6 @@
+//! The real `plinth serve` binary (projectors and Kafka relay included) killed under load, and
+//! two of them on one database.
+//!
 //! kill -9 under load, against the real `plinth serve` binary with its projectors and Kafka
 //! relay: what was acknowledged is in the log exactly once, retries with the same
 //! `Idempotency-Key` never double anything, the read models converge to a rebuild from the log,
@@ -112,35 +115,24 @@ async fn post(
     Some((status, body))
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn a_server_killed_under_load_loses_nothing_it_acknowledged_and_doubles_nothing() {
-    let db = test_db().await;
-    let prefix = unique("crash");
-    let port = free_port();
-    let server = Server::start(&db, port, &prefix).await;
-    let token = plinth_api::auth::mint_dev_token(SECRET, ADMIN, 3600).unwrap();
-    let http = reqwest::Client::new();
-
-    let mut tenants = Vec::new();
-    for i in 0..8 {
-        let body = json!({"type": "CreateTenant", "data": {"name": format!("crash {i}")}});
-        let (status, reply) = post(&http, &server.base, &token, &body, None)
-            .await
-            .unwrap();
-        assert_eq!(status, 201, "{reply}");
-        tenants.push(reply["stream_id"].as_str().unwrap().to_owned());
-    }
-
-    // 16 clients, half of their commands with an Idempotency-Key, until the server dies.
-    let killed = Arc::new(AtomicBool::new(false));
-    let clients: Vec<_> = (0..16)
+/// `clients` concurrent clients sending UpdateTenant and SetAnnotation to `tenants`, each
+/// through one of `bases` in turn, half of the commands with an Idempotency-Key, until `stop`
+/// is set or their server stops answering. Each returns what it sent.
+fn drive(
+    bases: &[String],
+    token: &str,
+    tenants: &[String],
+    clients: usize,
+    stop: &Arc<AtomicBool>,
+) -> Vec<tokio::task::JoinHandle<Vec<Sent>>> {
+    (0..clients)
         .map(|c| {
-            let (http, base, token) = (http.clone(), server.base.clone(), token.clone());
-            let (tenants, killed) = (tenants.clone(), killed.clone());
+            let (http, base) = (reqwest::Client::new(), bases[c % bases.len()].clone());
+            let (token, tenants, stop) = (token.to_owned(), tenants.to_vec(), stop.clone());
             tokio::spawn(async move {
                 let mut sent = Vec::new();
                 let mut n = 0usize;
-                while !killed.load(Ordering::Relaxed) {
+                while !stop.load(Ordering::Relaxed) {
                     let tenant = &tenants[(c + n) % tenants.len()];
                     let mark = format!("c{c}-n{n}");
                     let body = if n % 2 == 0 {
@@ -168,7 +160,69 @@ async fn a_server_killed_under_load_loses_nothing_it_acknowledged_and_doubles_no
                 sent
             })
         })
-        .collect();
+        .collect()
+}
+
+/// Creates `n` root tenants through `base`; returns their ids.
+async fn create_tenants(base: &str, token: &str, n: usize) -> Vec<String> {
+    let http = reqwest::Client::new();
+    let mut ids = Vec::new();
+    for i in 0..n {
+        let name = format!("load {i} {}", uuid::Uuid::now_v7().simple());
+        let body = json!({"type": "CreateTenant", "data": {"name": name}});
+        let (status, reply) = post(&http, base, token, &body, None).await.unwrap();
+        assert_eq!(status, 201, "{reply}");
+        ids.push(reply["stream_id"].as_str().unwrap().to_owned());
+    }
+    ids
+}
+
+/// Waits until the projections behind `base` cover `last`, then compares every read-model
+/// table with a rebuild of the log up to `last` (`plinth replay --until-position`).
+async fn assert_read_models_equal_a_rebuild(db: &TestDb, base: &str, token: &str, last: i64) {
+    let reply = reqwest::Client::new()
+        .get(format!("{base}/v1/tenants?min_position={last}"))
+        .bearer_auth(token)
+        .timeout(Duration::from_secs(30))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(reply.status(), 200, "the projectors caught up");
+    let schema = format!("rebuilt_{}", rand::random::<u32>());
+    plinth_projections::read::rebuild_as_of(&db.pool, &schema, last, |_| {})
+        .await
+        .unwrap();
+    let client = db.pool.get().await.unwrap();
+    for table in ["tenants", "annotations", "resources", "grants", "users"] {
+        let differing: i64 = client
+            .query_one(
+                &format!(
+                    "select count(*) from ((select * from read.{table} except select * from {schema}.{table})
+                      union all (select * from {schema}.{table} except select * from read.{table})) d"
+                ),
+                &[],
+            )
+            .await
+            .unwrap()
+            .get(0);
+        assert_eq!(differing, 0, "read.{table} differs from its rebuild");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_server_killed_under_load_loses_nothing_it_acknowledged_and_doubles_nothing() {
+    let db = test_db().await;
+    let prefix = unique("crash");
+    let port = free_port();
+    let server = Server::start(&db, port, &prefix).await;
+    let token = plinth_api::auth::mint_dev_token(SECRET, ADMIN, 3600).unwrap();
+    let http = reqwest::Client::new();
+
+    let tenants = create_tenants(&server.base, &token, 8).await;
+
+    // 16 clients, half of their commands with an Idempotency-Key, until the server dies.
+    let killed = Arc::new(AtomicBool::new(false));
+    let clients = drive(&[server.base.clone()], &token, &tenants, 16, &killed);
     tokio::time::sleep(Duration::from_millis(1500)).await;
     server.kill().await;
     killed.store(true, Ordering::Relaxed);
@@ -232,37 +286,7 @@ async fn a_server_killed_under_load_loses_nothing_it_acknowledged_and_doubles_no
 
     // The read models converge to a rebuild of the whole log.
     let last = events.iter().map(|e| e.position).max().unwrap();
-    let reply = http
-        .get(format!("{}/v1/tenants?min_position={last}", server.base))
-        .bearer_auth(&token)
-        .timeout(Duration::from_secs(30))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(
-        reply.status(),
-        200,
-        "the projectors caught up after the restart"
-    );
-    let schema = format!("crash_{}", rand::random::<u32>());
-    plinth_projections::read::rebuild_as_of(&db.pool, &schema, last, |_| {})
-        .await
-        .unwrap();
-    let client = db.pool.get().await.unwrap();
-    for table in ["tenants", "annotations", "resources", "grants", "users"] {
-        let differing: i64 = client
-            .query_one(
-                &format!(
-                    "select count(*) from ((select * from read.{table} except select * from {schema}.{table})
-                      union all (select * from {schema}.{table} except select * from read.{table})) d"
-                ),
-                &[],
-            )
-            .await
-            .unwrap()
-            .get(0);
-        assert_eq!(differing, 0, "read.{table} differs from its rebuild");
-    }
+    assert_read_models_equal_a_rebuild(&db, &server.base, &token, last).await;
 
     // Kafka: every event, each key in order, duplicates allowed.
     let deadline = tokio::time::Instant::now() + Duration::from_secs(120);
@@ -286,4 +310,102 @@ async fn a_server_killed_under_load_loses_nothing_it_acknowledged_and_doubles_no
          {duplicates} duplicate deliveries",
         events.len()
     );
+}
+
+/// The relay sessions' roles on `db` (`plinth-relay:<name>:<role>` in `pg_stat_activity`).
+async fn relay_roles(db: &TestDb) -> Vec<String> {
+    let client = db.pool.get().await.unwrap();
+    let rows = client
+        .query(
+            "select application_name from pg_stat_activity
+             where datname = current_database() and application_name like 'plinth-relay:%'
+             order by application_name",
+            &[],
+        )
+        .await
+        .unwrap();
+    rows.iter().map(|r| r.get(0)).collect()
+}
+
+/// Waits (bounded) until the relay sessions on `db` are exactly `want`.
+async fn wait_for_relay_roles(db: &TestDb, want: &[&str]) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let roles = relay_roles(db).await;
+        if roles == want {
+            return;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "relay roles {roles:?}, wanted {want:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Two `plinth serve` processes on one database, commands sent to both: every projection is
+/// applied once (the read models equal a rebuild), one relay publishes at a time (no
+/// duplicates on Kafka while both run), and when the leader is killed the other takes over.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn two_servers_on_one_database_apply_and_publish_once_and_take_over_from_each_other() {
+    let db = test_db().await;
+    let prefix = unique("pair");
+    let token = plinth_api::auth::mint_dev_token(SECRET, ADMIN, 3600).unwrap();
+    let first = Server::start(&db, free_port(), &prefix).await;
+    wait_for_relay_roles(&db, &["plinth-relay:kafka:leader"]).await;
+    let second = Server::start(&db, free_port(), &prefix).await;
+    wait_for_relay_roles(
+        &db,
+        &["plinth-relay:kafka:leader", "plinth-relay:kafka:standby"],
+    )
+    .await;
+
+    let tenants = create_tenants(&first.base, &token, 6).await;
+    let stop = Arc::new(AtomicBool::new(false));
+    let bases = [first.base.clone(), second.base.clone()];
+    let clients = drive(&bases, &token, &tenants, 8, &stop);
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    stop.store(true, Ordering::Relaxed);
+    for c in clients {
+        for s in c.await.unwrap() {
+            let (status, reply) = s.reply.expect("both servers answer");
+            assert_eq!(status, 201, "{}: {reply}", s.body);
+        }
+    }
+
+    let events = all_events(&db.pool).await;
+    let last = events.iter().map(|e| e.position).max().unwrap();
+    assert_read_models_equal_a_rebuild(&db, &second.base, &token, last).await;
+    let caught_up = |db: &TestDb| {
+        let pool = db.pool.clone();
+        async move {
+            let deadline = tokio::time::Instant::now() + Duration::from_secs(120);
+            while checkpoint(&pool).await < head(&pool).await {
+                assert!(
+                    tokio::time::Instant::now() < deadline,
+                    "the relay never caught up"
+                );
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+    };
+    caught_up(&db).await;
+    let received = read_all(&brokers(), &prefix).await;
+    assert_eq!(
+        verify(&events, &received, &prefix),
+        0,
+        "two relays published at once"
+    );
+
+    // The first server leads (it started alone); kill it, and the second takes over.
+    first.kill().await;
+    wait_for_relay_roles(&db, &["plinth-relay:kafka:leader"]).await;
+    let more = create_tenants(&second.base, &token, 1).await.remove(0);
+    let events = all_events(&db.pool).await;
+    assert!(events.iter().any(|e| e.stream_id == more));
+    caught_up(&db).await;
+    let received = read_all(&brokers(), &prefix).await;
+    verify(&events, &received, &prefix);
+    let status = second.terminate().await;
+    assert!(status.success(), "{status}");
 }
