@@ -222,7 +222,13 @@ async fn a_server_killed_under_load_loses_nothing_it_acknowledged_and_doubles_no
 
     // 16 clients, half of their commands with an Idempotency-Key, until the server dies.
     let killed = Arc::new(AtomicBool::new(false));
-    let clients = drive(&[server.base.clone()], &token, &tenants, 16, &killed);
+    let clients = drive(
+        std::slice::from_ref(&server.base),
+        &token,
+        &tenants,
+        16,
+        &killed,
+    );
     tokio::time::sleep(Duration::from_millis(1500)).await;
     server.kill().await;
     killed.store(true, Ordering::Relaxed);
