@@ -9,7 +9,7 @@ use plinth_commands::{CommandBus, Submission};
 use plinth_domain::{Actor, Command, UserId};
 use serde_json::json;
 
-use crate::support::{plinth_binary, test_db, TestDb};
+use crate::support::{run_plinth, test_db, TestDb};
 
 /// A tenant with two events (created, renamed); returns its id.
 async fn tenant_with_two_events(db: &TestDb) -> String {
@@ -36,16 +36,7 @@ async fn tenant_with_two_events(db: &TestDb) -> String {
 
 /// Runs `plinth audit verify`; returns (success, stdout + stderr).
 fn verify(db: &TestDb) -> (bool, String) {
-    let out = std::process::Command::new(plinth_binary())
-        .args(["audit", "verify", "--database-url", &db.url])
-        .output()
-        .expect("plinth runs");
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    (out.status.success(), text)
+    run_plinth(&["audit", "verify", "--database-url", &db.url])
 }
 
 /// Runs `sql` with the append-only trigger disabled.

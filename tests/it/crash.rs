@@ -15,8 +15,8 @@ use std::time::Duration;
 use serde_json::{json, Value};
 use tokio::process::{Child, Command};
 
-use crate::relay::{all_events, brokers, checkpoint, head, read_all, unique, verify};
-use crate::support::{plinth_binary, test_db, TestDb, ADMIN, SECRET};
+use crate::relay::{brokers, read_all, unique, verify, wait_caught_up};
+use crate::support::{all_events, plinth_binary, test_db, TestDb, ADMIN, SECRET};
 
 /// A `plinth serve` child process.
 struct Server {
@@ -295,14 +295,7 @@ async fn a_server_killed_under_load_loses_nothing_it_acknowledged_and_doubles_no
     assert_read_models_equal_a_rebuild(&db, &server.base, &token, last).await;
 
     // Kafka: every event, each key in order, duplicates allowed.
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(120);
-    while checkpoint(&db.pool).await < head(&db.pool).await {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "the relay never caught up"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    wait_caught_up(&db.pool).await;
     let received = read_all(&brokers(), &prefix).await;
     let duplicates = verify(&events, &received, &prefix);
 
@@ -382,20 +375,7 @@ async fn two_servers_on_one_database_apply_and_publish_once_and_take_over_from_e
     let events = all_events(&db.pool).await;
     let last = events.iter().map(|e| e.position).max().unwrap();
     assert_read_models_equal_a_rebuild(&db, &second.base, &token, last).await;
-    let caught_up = |db: &TestDb| {
-        let pool = db.pool.clone();
-        async move {
-            let deadline = tokio::time::Instant::now() + Duration::from_secs(120);
-            while checkpoint(&pool).await < head(&pool).await {
-                assert!(
-                    tokio::time::Instant::now() < deadline,
-                    "the relay never caught up"
-                );
-                tokio::time::sleep(Duration::from_millis(50)).await;
-            }
-        }
-    };
-    caught_up(&db).await;
+    wait_caught_up(&db.pool).await;
     let received = read_all(&brokers(), &prefix).await;
     assert_eq!(
         verify(&events, &received, &prefix),
@@ -409,7 +389,7 @@ async fn two_servers_on_one_database_apply_and_publish_once_and_take_over_from_e
     let more = create_tenants(&second.base, &token, 1).await.remove(0);
     let events = all_events(&db.pool).await;
     assert!(events.iter().any(|e| e.stream_id == more));
-    caught_up(&db).await;
+    wait_caught_up(&db.pool).await;
     let received = read_all(&brokers(), &prefix).await;
     verify(&events, &received, &prefix);
     let status = second.terminate().await;
@@ -454,14 +434,7 @@ async fn sigterm_under_load_drains_requests_and_relay_deliveries_then_exits_clea
     assert!(answered > 50, "too little load before SIGTERM: {answered}");
 
     let server = Server::start(&db, port, &prefix).await;
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(120);
-    while checkpoint(&db.pool).await < head(&db.pool).await {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "the relay never caught up"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    wait_caught_up(&db.pool).await;
     let events = all_events(&db.pool).await;
     let received = read_all(&brokers(), &prefix).await;
     assert_eq!(

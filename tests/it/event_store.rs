@@ -7,7 +7,7 @@ use plinth_commands::{read_after, Checkpoint, CommandBus, CommandError, EventSto
 use plinth_domain::{Actor, Command, DomainError, UserId};
 use serde_json::json;
 
-use crate::support::test_db;
+use crate::support::{events_eventually, test_db};
 
 fn platform() -> Actor {
     Actor {
@@ -18,20 +18,6 @@ fn platform() -> Actor {
 
 fn command(t: &str, data: serde_json::Value) -> Command {
     Command::parse(t, data).unwrap()
-}
-
-/// Reads the log from the start until it holds `n` events. The tail only shows events below
-/// the oldest running transaction of the whole cluster, so parallel tests delay it briefly.
-async fn read_eventually(store: &EventStore, n: usize) -> Vec<plinth_commands::StoredEvent> {
-    // Up to 30 s: a long transaction elsewhere in the cluster (a bulk load) holds the tail back.
-    for _ in 0..3000 {
-        let events = store.read_after(Checkpoint::default(), 1000).await.unwrap();
-        if events.len() >= n {
-            return events;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    panic!("the log never showed {n} events");
 }
 
 #[tokio::test]
@@ -48,7 +34,7 @@ async fn appended_events_read_back_with_metadata_and_chain() {
     assert!(!replayed);
     assert_eq!(outcome.version, 1);
     let store = EventStore::new(db.pool.clone());
-    let events = read_eventually(&store, 1).await;
+    let events = events_eventually(&db.pool, 1).await;
     assert_eq!(events.len(), 1);
     let e = &events[0];
     assert_eq!(e.event_type, "TenantCreated");
@@ -410,7 +396,7 @@ async fn concurrent_first_requests_create_exactly_one_user() {
     assert!(ids
         .iter()
         .all(|r| r.as_ref().unwrap() == ids[0].as_ref().unwrap()));
-    let events = read_eventually(&store, 1).await;
+    let events = events_eventually(&db.pool, 1).await;
     assert_eq!(
         events
             .iter()

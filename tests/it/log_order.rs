@@ -9,25 +9,11 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
-use plinth_commands::{lock_streams, Checkpoint, EventStore, StoredEvent};
+use plinth_commands::{lock_streams, EventStore, StoredEvent};
 use serde_json::{json, Value};
 use tokio_postgres::Transaction;
 
-use crate::support::{spawn_app, test_db, TestApp};
-
-/// Every event of the log in the order every reader (projectors, relay, audit) reads it.
-pub async fn log_in_read_order(store: &EventStore) -> Vec<StoredEvent> {
-    let mut events = Vec::new();
-    let mut after = Checkpoint::default();
-    loop {
-        let batch = store.read_after(after, 5000).await.unwrap();
-        let Some(last) = batch.last() else {
-            return events;
-        };
-        after = last.checkpoint();
-        events.extend(batch);
-    }
-}
+use crate::support::{events_eventually, spawn_app, test_db, TestApp};
 
 /// The streams whose versions come out of order in `events`, with the offending pair.
 pub fn version_inversions(events: &[StoredEvent]) -> Vec<(String, i64, i64)> {
@@ -59,19 +45,6 @@ async fn append(tx: &Transaction<'_>, stream: &str, version: i64, data: Value) {
     .unwrap();
 }
 
-/// Reads the log from the start until it holds `n` events (the tail waits for the oldest
-/// transaction running anywhere in the cluster, so parallel tests delay it briefly).
-async fn read_eventually(store: &EventStore, n: usize) -> Vec<StoredEvent> {
-    for _ in 0..3000 {
-        let events = log_in_read_order(store).await;
-        if events.len() >= n {
-            return events;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    panic!("the log never showed {n} events");
-}
-
 /// The interleaving that broke the order, step by step on two connections: batch 1 locks
 /// stream A; batch 2, starting later, locks S, appends S v1 and commits; batch 1 then locks S,
 /// appends S v2 (and A v1) and commits. Batch 1 started first, but S v2 must still be read
@@ -93,8 +66,7 @@ async fn a_batch_that_waited_for_a_stream_is_read_after_the_batch_it_waited_for(
     append(&batch1, "stream-a", 1, json!({})).await;
     batch1.commit().await.unwrap();
 
-    let store = EventStore::new(db.pool.clone());
-    let order: Vec<(String, i64)> = read_eventually(&store, 3)
+    let order: Vec<(String, i64)> = events_eventually(&db.pool, 3)
         .await
         .into_iter()
         .map(|e| (e.stream_id, e.stream_version))
@@ -134,8 +106,7 @@ async fn an_event_is_read_after_the_events_its_command_read() {
     append(&batch1, "stream-a", 1, json!({ "saw": seen })).await;
     batch1.commit().await.unwrap();
 
-    let store = EventStore::new(db.pool.clone());
-    let order: Vec<String> = read_eventually(&store, 2)
+    let order: Vec<String> = events_eventually(&db.pool, 2)
         .await
         .into_iter()
         .map(|e| e.stream_id)
@@ -248,7 +219,7 @@ async fn under_concurrent_load_every_stream_is_read_in_version_order() {
     let store = EventStore::new(app.db.pool.clone());
     // The administrator's UserCreated (its first request), the root, 6 tenants, 6 locations.
     let expected = 2 + 12 + sent;
-    let events = read_eventually(&store, expected).await;
+    let events = events_eventually(&app.db.pool, expected).await;
     assert_eq!(
         events.len(),
         expected,

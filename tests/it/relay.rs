@@ -21,7 +21,7 @@ use rdkafka::{Offset, TopicPartitionList};
 use serde_json::json;
 use tokio::task::JoinHandle;
 
-use crate::support::{test_db, TestDb, HORIZON};
+use crate::support::{all_events, test_db, TestDb, HORIZON};
 
 const TOPICS: [&str; 5] = [
     "tenants",
@@ -135,21 +135,6 @@ pub async fn wait_caught_up(pool: &Pool) {
             "the relay never caught up: at {at:?}, head {head:?}"
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
-
-/// Every event of the log, in (transaction, position) order.
-pub async fn all_events(pool: &Pool) -> Vec<StoredEvent> {
-    let store = EventStore::new(pool.clone());
-    let mut events = Vec::new();
-    let mut after = Checkpoint::default();
-    loop {
-        let batch = store.read_after(after, 10_000).await.unwrap();
-        let Some(last) = batch.last() else {
-            return events;
-        };
-        after = last.checkpoint();
-        events.extend(batch);
     }
 }
 

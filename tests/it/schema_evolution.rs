@@ -7,6 +7,7 @@ use plinth_commands::hash::{self, Hashed};
 use plinth_projections::read::{self, ProjectionSet};
 use serde_json::{json, Value};
 
+use crate::read_side::read_ok;
 use crate::relay::{brokers, config, read_all, start_relay, unique, wait_caught_up};
 use crate::support::{spawn_app, TestApp};
 
@@ -63,15 +64,6 @@ async fn store_v1_child(app: &TestApp, parent: &str) -> (String, i64) {
     (tenant, position)
 }
 
-async fn read_ok(app: &TestApp, path: &str, position: i64) -> Value {
-    let sep = if path.contains('?') { '&' } else { '?' };
-    let reply = app
-        .get(&app.admin(), &format!("{path}{sep}min_position={position}"))
-        .await;
-    assert_eq!(reply.status, 200, "GET {path}: {reply:?}");
-    reply.body
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_version_1_event_is_read_everywhere_in_the_current_shape() {
     let app = spawn_app().await;
@@ -85,12 +77,24 @@ async fn a_version_1_event_is_read_everywhere_in_the_current_shape() {
     let (child, position) = store_v1_child(&app, &root).await;
 
     // Projected: the read model's depth comes from the upcast event's `depth`.
-    let tenant = read_ok(&app, &format!("/v1/tenants/{child}"), position).await;
+    let tenant = read_ok(
+        &app,
+        &app.admin(),
+        &format!("/v1/tenants/{child}"),
+        position,
+    )
+    .await;
     assert_eq!(tenant["depth"], json!(1), "{tenant}");
     assert_eq!(tenant["name"], json!("written by v1"));
 
     // History shows the current shape, and says which version it is in.
-    let history = read_ok(&app, &format!("/v1/streams/{child}/events"), position).await;
+    let history = read_ok(
+        &app,
+        &app.admin(),
+        &format!("/v1/streams/{child}/events"),
+        position,
+    )
+    .await;
     let created = &history["items"][0];
     assert_eq!(created["schema_version"], json!(2), "{created}");
     assert_eq!(created["data"]["depth"], json!(1), "{created}");
@@ -99,6 +103,7 @@ async fn a_version_1_event_is_read_everywhere_in_the_current_shape() {
     // Temporal reads fold the stream from its (upcast) events.
     let then = read_ok(
         &app,
+        &app.admin(),
         &format!("/v1/tenants/{child}?as_of_position={position}"),
         position,
     )
@@ -109,7 +114,13 @@ async fn a_version_1_event_is_read_everywhere_in_the_current_shape() {
     read::rebuild(&app.db.pool, ProjectionSet::all(), |_| {})
         .await
         .unwrap();
-    let rebuilt = read_ok(&app, &format!("/v1/tenants/{child}"), position).await;
+    let rebuilt = read_ok(
+        &app,
+        &app.admin(),
+        &format!("/v1/tenants/{child}"),
+        position,
+    )
+    .await;
     assert_eq!(rebuilt["depth"], json!(1), "{rebuilt}");
 
     // Kafka consumers receive it upcast, with the version of what they received.

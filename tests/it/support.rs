@@ -207,3 +207,46 @@ pub fn plinth_binary() -> std::path::PathBuf {
     );
     binary
 }
+
+/// Runs the `plinth` binary with `args`; returns whether it succeeded, and its stdout and stderr
+/// together.
+pub fn run_plinth(args: &[&str]) -> (bool, String) {
+    let out = std::process::Command::new(plinth_binary())
+        .args(args)
+        .output()
+        .expect("plinth runs");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.success(), text)
+}
+
+/// Every event of the log, in the order every reader (projectors, relay, audit) reads it.
+pub async fn all_events(pool: &Pool) -> Vec<plinth_commands::StoredEvent> {
+    let store = plinth_commands::EventStore::new(pool.clone());
+    let mut events = Vec::new();
+    let mut after = plinth_commands::Checkpoint::default();
+    loop {
+        let batch = store.read_after(after, 10_000).await.unwrap();
+        let Some(last) = batch.last() else {
+            return events;
+        };
+        after = last.checkpoint();
+        events.extend(batch);
+    }
+}
+
+/// [`all_events`] once the log shows at least `n`: the tail waits for the oldest transaction
+/// running anywhere in the cluster, so parallel tests delay it briefly (up to 30 s here).
+pub async fn events_eventually(pool: &Pool, n: usize) -> Vec<plinth_commands::StoredEvent> {
+    for _ in 0..3000 {
+        let events = all_events(pool).await;
+        if events.len() >= n {
+            return events;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    panic!("the log never showed {n} events");
+}

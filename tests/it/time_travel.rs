@@ -3,7 +3,7 @@
 
 use serde_json::json;
 
-use crate::support::{plinth_binary, spawn_app, TestApp};
+use crate::support::{run_plinth, spawn_app, TestApp};
 
 /// A command that must succeed: (stream id, position).
 async fn run(app: &TestApp, command_type: &str, data: serde_json::Value) -> (String, i64) {
@@ -15,20 +15,11 @@ async fn run(app: &TestApp, command_type: &str, data: serde_json::Value) -> (Str
     )
 }
 
-/// Runs `plinth replay` with `args`; returns (success, stdout + stderr).
+/// Runs `plinth replay` with `args` on the app's database; returns (success, stdout + stderr).
 fn replay(app: &TestApp, args: &[&str]) -> (bool, String) {
-    let out = std::process::Command::new(plinth_binary())
-        .arg("replay")
-        .args(["--database-url", &app.db.url])
-        .args(args)
-        .output()
-        .expect("plinth runs");
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    (out.status.success(), text)
+    let mut all = vec!["replay", "--database-url", &app.db.url];
+    all.extend_from_slice(args);
+    run_plinth(&all)
 }
 
 /// One column of one row of `sql`, as text (`None` when there is no row).
