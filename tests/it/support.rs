@@ -223,8 +223,24 @@ pub fn run_plinth(args: &[&str]) -> (bool, String) {
     (out.status.success(), text)
 }
 
-/// Every event of the log, in the order every reader (projectors, relay, audit) reads it.
+/// Every event committed before the call, in the order every reader (projectors, relay, audit)
+/// reads it. The gap-safe tail hides a committed event while any older transaction of the
+/// cluster runs (another test's, say), so this reads until it shows at least as many events as
+/// `events` held when it was called (a CI run once failed on a single read, up to 30 s here).
 pub async fn all_events(pool: &Pool) -> Vec<plinth_commands::StoredEvent> {
+    let committed: i64 = pool
+        .get()
+        .await
+        .unwrap()
+        .query_one("select count(*) from events", &[])
+        .await
+        .unwrap()
+        .get(0);
+    events_eventually(pool, committed as usize).await
+}
+
+/// One pass over the log's gap-safe tail as it stands.
+async fn read_log(pool: &Pool) -> Vec<plinth_commands::StoredEvent> {
     let store = plinth_commands::EventStore::new(pool.clone());
     let mut events = Vec::new();
     let mut after = plinth_commands::Checkpoint::default();
@@ -238,11 +254,11 @@ pub async fn all_events(pool: &Pool) -> Vec<plinth_commands::StoredEvent> {
     }
 }
 
-/// [`all_events`] once the log shows at least `n`: the tail waits for the oldest transaction
+/// The log once its tail shows at least `n` events: the tail waits for the oldest transaction
 /// running anywhere in the cluster, so parallel tests delay it briefly (up to 30 s here).
 pub async fn events_eventually(pool: &Pool, n: usize) -> Vec<plinth_commands::StoredEvent> {
     for _ in 0..3000 {
-        let events = all_events(pool).await;
+        let events = read_log(pool).await;
         if events.len() >= n {
             return events;
         }
