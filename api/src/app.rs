@@ -5,17 +5,19 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context as _;
-use axum::extract::DefaultBodyLimit;
-use axum::http::{header, StatusCode};
+use axum::extract::{DefaultBodyLimit, MatchedPath};
+use axum::http::{header, Request, StatusCode};
 use axum::response::Response;
 use axum::routing::{get, post};
 use axum::Router;
 use tokio::net::TcpListener;
+use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::timeout::TimeoutLayer;
+use tower_http::trace::TraceLayer;
 
 use plinth_commands::{CommandBus, EventStore};
 
-use crate::auth::{KnownUsers, Verifier};
+use crate::auth::{Auth, KnownUsers, Verifier};
 use crate::error::problem;
 use crate::routes;
 use crate::settings::Settings;
@@ -44,13 +46,19 @@ pub async fn build_state(settings: Settings) -> anyhow::Result<AppState> {
         settings.jwt_secret.as_deref(),
         settings.jwks_file.as_deref(),
     )?;
+    let settings = Arc::new(settings);
+    let store = EventStore::new(pool.clone());
     Ok(AppState {
         bus: CommandBus::start(pool.clone(), settings.writers),
-        store: EventStore::new(pool.clone()),
-        settings: Arc::new(settings),
+        auth: Auth {
+            verifier,
+            known_users: KnownUsers::default(),
+            store: store.clone(),
+            settings: settings.clone(),
+        },
+        store,
+        settings,
         pool,
-        verifier,
-        known_users: KnownUsers::default(),
     })
 }
 
@@ -75,7 +83,27 @@ pub fn router(state: AppState) -> Router {
             timeout,
         ))
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
+        // The last layer added is the outermost: a request gets its id (the client's
+        // `x-request-id`, or a new UUID) before its span opens, and the answer carries it back.
+        .layer(PropagateRequestIdLayer::x_request_id())
+        .layer(TraceLayer::new_for_http().make_span_with(request_span))
+        .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
         .with_state(state)
+}
+
+/// The span every log line of a request is written in: its method, the route it matched (the
+/// template, not the path: ids stay out of the span name's cardinality) and its request id.
+fn request_span<B>(request: &Request<B>) -> tracing::Span {
+    let route = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or("unmatched", MatchedPath::as_str);
+    let request_id = request
+        .headers()
+        .get("x-request-id")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default();
+    tracing::info_span!("request", method = %request.method(), route, request_id)
 }
 
 /// Errors produced by axum itself (413 from the body limit, 405, 408 from the timeout) come

@@ -6,7 +6,7 @@ use std::collections::HashSet;
 use std::sync::{Arc, RwLock};
 
 use anyhow::Context as _;
-use axum::extract::FromRequestParts;
+use axum::extract::{FromRef, FromRequestParts};
 use axum::http::request::Parts;
 use jsonwebtoken::jwk::JwkSet;
 use jsonwebtoken::{
@@ -14,10 +14,11 @@ use jsonwebtoken::{
 };
 use serde::{Deserialize, Serialize};
 
+use plinth_commands::EventStore;
 use plinth_domain::{Actor, UserId};
 
 use crate::error::ApiError;
-use crate::state::AppState;
+use crate::settings::Settings;
 
 /// The issuer of development tokens minted by `plinth token`.
 pub const DEV_ISSUER: &str = "plinth-dev";
@@ -118,6 +119,18 @@ pub fn mint_dev_token(secret: &str, subject: &str, ttl_secs: u64) -> anyhow::Res
 #[derive(Debug, Default, Clone)]
 pub struct KnownUsers(Arc<RwLock<HashSet<UserId>>>);
 
+/// What authenticating a request needs: the part of the application state the [`Caller`]
+/// extractor reaches through `FromRef`, so that authentication depends on no other part.
+#[derive(Debug, Clone)]
+pub struct Auth {
+    pub verifier: Verifier,
+    pub known_users: KnownUsers,
+    /// Records a user on its first request.
+    pub store: EventStore,
+    /// Names the platform administrators.
+    pub settings: Arc<Settings>,
+}
+
 /// The authenticated caller of a request.
 #[derive(Debug, Clone)]
 pub struct Caller {
@@ -126,69 +139,79 @@ pub struct Caller {
     pub subject: String,
 }
 
-impl FromRequestParts<AppState> for Caller {
+impl<S> FromRequestParts<S> for Caller
+where
+    Auth: FromRef<S>,
+    S: Send + Sync,
+{
     type Rejection = ApiError;
 
-    async fn from_request_parts(
-        parts: &mut Parts,
-        state: &AppState,
-    ) -> Result<Self, Self::Rejection> {
-        let header = parts
-            .headers
-            .get(axum::http::header::AUTHORIZATION)
-            .ok_or_else(|| {
-                ApiError::Unauthenticated("missing `Authorization: Bearer <token>`".into())
-            })?;
-        let token = header
-            .to_str()
-            .ok()
-            .and_then(|h| h.strip_prefix("Bearer "))
-            .ok_or_else(|| {
-                ApiError::Unauthenticated("expected `Authorization: Bearer <token>`".into())
-            })?;
-        let claims = state
-            .verifier
-            .verify(token.trim())
-            .map_err(ApiError::Unauthenticated)?;
-        // A blank subject names nobody: it would otherwise be one shared user (and match an
-        // empty entry of the administrators' list).
-        if claims.sub.trim().is_empty() {
-            return Err(ApiError::Unauthenticated(
-                "the token's `sub` is empty".into(),
-            ));
+    /// Authenticates once per request: later extractors of the same request (a typed path id,
+    /// a read) find the caller in the request's extensions.
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        if let Some(caller) = parts.extensions.get::<Caller>() {
+            return Ok(caller.clone());
         }
-        let issuer = claims.iss.unwrap_or_default();
-        let user_id = UserId::for_identity(&issuer, &claims.sub);
-        let known = state
-            .known_users
-            .0
-            .read()
-            .expect("not poisoned")
-            .contains(&user_id);
-        if !known {
-            state
-                .store
-                .ensure_user(&issuer, &claims.sub)
-                .await
-                .map_err(|e| ApiError::Unavailable {
-                    detail: format!("could not record the user: {e}"),
-                    retry_after_secs: 1,
-                })?;
-            state
-                .known_users
-                .0
-                .write()
-                .expect("not poisoned")
-                .insert(user_id.clone());
-        }
-        let platform_admin = state.settings.is_platform_admin(&issuer, &claims.sub);
-        Ok(Caller {
-            actor: Actor {
-                user_id,
-                platform_admin,
-            },
-            issuer,
-            subject: claims.sub,
-        })
+        let caller = authenticate(parts, &Auth::from_ref(state)).await?;
+        parts.extensions.insert(caller.clone());
+        Ok(caller)
     }
+}
+
+async fn authenticate(parts: &Parts, auth: &Auth) -> Result<Caller, ApiError> {
+    let header = parts
+        .headers
+        .get(axum::http::header::AUTHORIZATION)
+        .ok_or_else(|| {
+            ApiError::Unauthenticated("missing `Authorization: Bearer <token>`".into())
+        })?;
+    let token = header
+        .to_str()
+        .ok()
+        .and_then(|h| h.strip_prefix("Bearer "))
+        .ok_or_else(|| {
+            ApiError::Unauthenticated("expected `Authorization: Bearer <token>`".into())
+        })?;
+    let claims = auth
+        .verifier
+        .verify(token.trim())
+        .map_err(ApiError::Unauthenticated)?;
+    // A blank subject names nobody: it would otherwise be one shared user (and match an
+    // empty entry of the administrators' list).
+    if claims.sub.trim().is_empty() {
+        return Err(ApiError::Unauthenticated(
+            "the token's `sub` is empty".into(),
+        ));
+    }
+    let issuer = claims.iss.unwrap_or_default();
+    let user_id = UserId::for_identity(&issuer, &claims.sub);
+    let known = auth
+        .known_users
+        .0
+        .read()
+        .expect("not poisoned")
+        .contains(&user_id);
+    if !known {
+        auth.store
+            .ensure_user(&issuer, &claims.sub)
+            .await
+            .map_err(|e| ApiError::Unavailable {
+                detail: format!("could not record the user: {e}"),
+                retry_after_secs: 1,
+            })?;
+        auth.known_users
+            .0
+            .write()
+            .expect("not poisoned")
+            .insert(user_id.clone());
+    }
+    let platform_admin = auth.settings.is_platform_admin(&issuer, &claims.sub);
+    Ok(Caller {
+        actor: Actor {
+            user_id,
+            platform_admin,
+        },
+        issuer,
+        subject: claims.sub,
+    })
 }

@@ -5,6 +5,7 @@ use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
 use plinth_commands::CommandError;
+use plinth_domain::DomainError;
 
 /// Every way a request can fail. Each variant's doc names its status.
 #[derive(Debug, thiserror::Error)]
@@ -44,8 +45,6 @@ pub enum ApiError {
 
 impl ApiError {
     fn parts(&self) -> (StatusCode, &'static str, String) {
-        let status =
-            |code: u16| StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
         match self {
             Self::BadRequest(d) => (StatusCode::BAD_REQUEST, "bad-request", d.clone()),
             Self::Unauthenticated(d) => (StatusCode::UNAUTHORIZED, "unauthenticated", d.clone()),
@@ -60,7 +59,7 @@ impl ApiError {
             Self::HasDependents { .. } => {
                 (StatusCode::CONFLICT, "has-dependents", self.to_string())
             }
-            Self::Command(CommandError::Domain(e)) => (status(e.status()), e.code(), e.to_string()),
+            Self::Command(CommandError::Domain(e)) => (domain_status(e), e.code(), e.to_string()),
             Self::Command(CommandError::VersionConflict { .. }) => {
                 (StatusCode::CONFLICT, "version-conflict", self.to_string())
             }
@@ -80,6 +79,21 @@ impl ApiError {
                 "internal error; it has been logged".into(),
             ),
         }
+    }
+}
+
+/// The status of each kind of refusal: what the domain decided, in HTTP's words.
+fn domain_status(error: &DomainError) -> StatusCode {
+    use DomainError as E;
+    match error {
+        E::NotFound { .. } => StatusCode::NOT_FOUND,
+        E::Forbidden { .. } => StatusCode::FORBIDDEN,
+        E::Deleting { .. } | E::HasDependents { .. } | E::NameTaken { .. } => StatusCode::CONFLICT,
+        E::NotStrictDescendant { .. }
+        | E::NotAvailable { .. }
+        | E::LocationNotUsable { .. }
+        | E::ScopesNotRequested { .. }
+        | E::NoScopes => StatusCode::UNPROCESSABLE_ENTITY,
     }
 }
 

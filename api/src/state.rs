@@ -2,11 +2,12 @@
 
 use std::sync::Arc;
 
+use axum::extract::FromRef;
 use deadpool_postgres::Pool;
 
 use plinth_commands::{CommandBus, EventStore};
 
-use crate::auth::{KnownUsers, Verifier};
+use crate::auth::Auth;
 use crate::settings::Settings;
 
 #[derive(Debug, Clone)]
@@ -15,6 +16,11 @@ pub struct AppState {
     pub pool: Pool,
     pub store: EventStore,
     pub bus: CommandBus,
-    pub verifier: Verifier,
-    pub known_users: KnownUsers,
+    pub auth: Auth,
+}
+
+impl FromRef<AppState> for Auth {
+    fn from_ref(state: &AppState) -> Self {
+        state.auth.clone()
+    }
 }

@@ -47,6 +47,7 @@ struct Pending {
 /// keys; after deciding in memory, a second pipeline writes everything and commits. (With
 /// idempotency keys to store, a third: their stored responses need the positions. Streams whose
 /// chains are not cached yet cost one lookup before the transaction.)
+#[tracing::instrument(level = "debug", skip_all, fields(commands = subs.len()))]
 pub(crate) async fn run(
     client: &mut Client,
     subs: &[Submission],

@@ -55,6 +55,10 @@ impl CommandBus {
     }
 
     /// Decides and commits one command.
+    #[tracing::instrument(level = "debug", skip_all, fields(
+        command = submission.command.command_type(),
+        command_id = %submission.command_id,
+    ))]
     pub async fn submit(&self, submission: Submission) -> Processed {
         let (reply, answer) = oneshot::channel();
         self.jobs

@@ -102,6 +102,25 @@ impl Follower {
         }
     }
 
+    /// One pass over the consumer's cursors: reads what follows each and hands it over.
+    /// Whether anything was found.
+    #[tracing::instrument(level = "debug", skip_all)]
+    async fn step(
+        &self,
+        client: &mut deadpool_postgres::Client,
+        consumer: &mut impl Consumer,
+    ) -> anyhow::Result<bool> {
+        let mut found = false;
+        for after in consumer.cursors(client).await? {
+            let events = log::read_after(client, after, self.batch_size).await?;
+            if !events.is_empty() {
+                found = true;
+                consumer.consume(client, after, events).await?;
+            }
+        }
+        Ok(found)
+    }
+
     /// Feeds `consumer` from the log on one pooled connection until something fails (cancel
     /// the future to stop). Dropped mid-batch, the consumer's checkpoint is where it last
     /// stored it, so the next session repeats a batch at most.
@@ -116,15 +135,7 @@ impl Follower {
         loop {
             // Wake-ups until now are answered by the reads below.
             self.wake.borrow_and_update();
-            let mut found = false;
-            for after in consumer.cursors(&mut client).await? {
-                let events = log::read_after(&client, after, self.batch_size).await?;
-                if !events.is_empty() {
-                    found = true;
-                    consumer.consume(&mut client, after, events).await?;
-                }
-            }
-            if found {
+            if self.step(&mut client, consumer).await? {
                 continue;
             }
             let now = Instant::now();

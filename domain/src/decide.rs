@@ -29,61 +29,52 @@ pub trait Facts {
     fn has_live_dependents(&self, id: &str) -> bool;
 }
 
-/// Why a command was refused. Each variant names the HTTP status it maps to.
+/// Why a command was refused. The API maps each kind to an HTTP status (`api/src/error.rs`);
+/// the domain speaks no HTTP.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum DomainError {
-    /// 404: the resource does not exist (or was deleted).
+    /// The resource does not exist (or was deleted).
     #[error("{id} does not exist")]
     NotFound { id: String },
-    /// 403: the actor lacks the role.
+    /// The actor lacks the role.
     #[error("requires role `{}` on {}", needed.as_str(), on.as_ref().map_or("the platform (platform administrator)".to_owned(), |t| t.to_string()))]
     Forbidden { needed: Role, on: Option<TenantId> },
-    /// 409: the resource is being deleted and takes no new finalizers, children or availability.
+    /// The resource is being deleted and takes no new finalizers, children or availability.
     #[error("{id} is being deleted")]
     Deleting { id: String },
-    /// 409: a delete while sub-tenants, owned resources or providers remain.
+    /// A delete while sub-tenants, owned resources or providers remain.
     #[error("{id} still has live sub-tenants, resources or providers")]
     HasDependents { id: String },
-    /// 409: a live sibling already has this name (case-insensitive).
+    /// A live sibling already has this name (case-insensitive).
     #[error("a sibling named `{name}` already exists")]
     NameTaken { name: String },
-    /// 422: availability may only be given to strict descendants of the owner.
+    /// Availability may only be given to strict descendants of the owner.
     #[error("{tenant_id} is not a strict descendant of the owner {owner_id}")]
     NotStrictDescendant {
         tenant_id: TenantId,
         owner_id: TenantId,
     },
-    /// 422: the resource provider is not available to that tenant.
+    /// The resource provider is not available to that tenant.
     #[error("{resource_provider_id} is not available to {tenant_id}")]
     NotAvailable {
         resource_provider_id: ResourceProviderId,
         tenant_id: TenantId,
     },
-    /// 422: the location is not usable by the resource provider's owner.
+    /// The location is not usable by the resource provider's owner.
     #[error("{location_id} is not usable by {tenant_id}")]
     LocationNotUsable {
         location_id: LocationId,
         tenant_id: TenantId,
     },
-    /// 422: authorized scopes must be requested by the resource provider.
+    /// Authorized scopes must be requested by the resource provider.
     #[error("scopes not requested by the resource provider: {}", scopes.join(", "))]
     ScopesNotRequested { scopes: Vec<String> },
-    /// 422: a resource provider must request at least one scope.
+    /// A resource provider must request at least one scope.
     #[error("at least one scope is required")]
     NoScopes,
 }
 
 impl DomainError {
-    /// The HTTP status this error maps to.
-    pub fn status(&self) -> u16 {
-        match self {
-            Self::NotFound { .. } => 404,
-            Self::Forbidden { .. } => 403,
-            Self::Deleting { .. } | Self::HasDependents { .. } | Self::NameTaken { .. } => 409,
-            _ => 422,
-        }
-    }
-
     /// A stable, machine-readable name (the problem `type` suffix).
     pub fn code(&self) -> &'static str {
         match self {

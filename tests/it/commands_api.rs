@@ -458,3 +458,35 @@ async fn health_readiness_and_metrics_answer() {
         assert_eq!(response.status(), 200, "{path}");
     }
 }
+
+/// Every answer carries the request's id: the client's `x-request-id` when it sent one (so it
+/// can find its request in the server's log), a fresh UUID otherwise, on errors too.
+#[tokio::test]
+async fn every_answer_carries_the_request_id() {
+    let app = spawn_app().await;
+    let response = app
+        .http
+        .get(format!("{}/v1/me", app.base))
+        .bearer_auth(app.admin())
+        .header("x-request-id", "trace-me-42")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    assert_eq!(response.headers()["x-request-id"], "trace-me-42");
+    let mut seen = std::collections::HashSet::new();
+    for path in ["/healthz", "/v1/me", "/no/such/route"] {
+        let response = app
+            .http
+            .get(format!("{}{path}", app.base))
+            .send()
+            .await
+            .unwrap();
+        let id = response.headers()["x-request-id"]
+            .to_str()
+            .unwrap()
+            .to_owned();
+        uuid::Uuid::parse_str(&id).unwrap_or_else(|_| panic!("{path}: {id} is not a UUID"));
+        assert!(seen.insert(id), "{path}: a request id was reused");
+    }
+}

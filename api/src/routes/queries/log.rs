@@ -1,41 +1,21 @@
 //! Reads of the log itself: a stream's events, the audit log, and temporal reads (state folded
 //! from a stream's events up to a position or a time).
 
-use std::collections::HashMap;
-
-use axum::extract::{Path, Query, State};
 use axum::Json;
+use serde::Serialize;
 use serde_json::{json, Value};
 
-use plinth_domain::{Aggregate, AggregateKind, Body, TenantId, UserId};
-use plinth_projections::read::queries::{self, AuditFilter, AuditRefusal};
+use plinth_domain::{Aggregate, Body, TenantId, UserId};
+use plinth_projections::read::queries::{self, AuditFilter, AuditItem, AuditRefusal};
 
-use super::{begin_read, not_found, parse_id, to_json, PageBody, Params};
-use crate::auth::Caller;
+use super::extract::{parse, Id, Read, Reply, RouteId, StreamId};
+use super::{not_found, PageBody};
 use crate::error::ApiError;
 use crate::state::AppState;
 
-type Q = Query<HashMap<String, String>>;
-
-/// Any stream id: a resource's, or a user's.
-fn parse_stream_id(raw: &str) -> Result<String, ApiError> {
-    if AggregateKind::of_stream(raw).is_some() {
-        return Ok(raw.to_owned());
-    }
-    // Not a known kind: let the tenant parser say what is wrong with it.
-    parse_id(raw, TenantId::parse).map(|t| t.to_string())
-}
-
-pub(crate) async fn stream_events(
-    State(state): State<AppState>,
-    caller: Caller,
-    Path(id): Path<String>,
-    Query(q): Q,
-) -> Result<Json<Value>, ApiError> {
-    let params = Params::new(q);
-    let id = parse_stream_id(&id)?;
-    let page = params.page()?;
-    if page
+pub(crate) async fn stream_events(id: Id<StreamId>, read: Read) -> Reply<PageBody<AuditItem>> {
+    if read
+        .page
         .after
         .as_deref()
         .is_some_and(|a| a.parse::<i64>().is_err())
@@ -44,23 +24,17 @@ pub(crate) async fn stream_events(
             "`after` is not a cursor from `next`".into(),
         ));
     }
-    let (client, viewer) = begin_read(&state, &caller, &params).await?;
-    let page = queries::stream_events(&client, &viewer, &id, &page)
-        .await?
-        .ok_or_else(|| not_found("stream", &id))?;
-    to_json(PageBody::from(page))
+    id.found_page(
+        queries::stream_events(&read.client, &read.viewer, &id.as_str(), &read.page).await?,
+    )
 }
 
 /// `GET /v1/audit?tenant_id=&stream_id=&actor=&correlation_id=&event_type=&since=&until=`,
 /// paged in the log's order.
-pub(crate) async fn audit(
-    State(state): State<AppState>,
-    caller: Caller,
-    Query(q): Q,
-) -> Result<Json<Value>, ApiError> {
-    let params = Params::new(q);
-    let page = params.page()?;
-    if page
+pub(crate) async fn audit(read: Read) -> Reply<PageBody<AuditItem>> {
+    let params = &read.params;
+    if read
+        .page
         .after
         .as_deref()
         .is_some_and(|a| queries::audit_cursor(a).is_none())
@@ -72,12 +46,15 @@ pub(crate) async fn audit(
     let filter = AuditFilter {
         tenant_id: params
             .text("tenant_id")
-            .map(|t| parse_id(t, TenantId::parse).map(|t| t.to_string()))
+            .map(|t| parse::<TenantId>(t).map(|t| t.to_string()))
             .transpose()?,
-        stream_id: params.text("stream_id").map(parse_stream_id).transpose()?,
+        stream_id: params
+            .text("stream_id")
+            .map(|s| parse::<StreamId>(s).map(|s| s.to_string()))
+            .transpose()?,
         actor: params
             .text("actor")
-            .map(|a| parse_id(a, UserId::parse).map(|u| u.to_string()))
+            .map(|a| parse::<UserId>(a).map(|u| u.to_string()))
             .transpose()?,
         correlation_id: params
             .text("correlation_id")
@@ -94,9 +71,8 @@ pub(crate) async fn audit(
         since: params.time("since")?,
         until: params.time("until")?,
     };
-    let (client, viewer) = begin_read(&state, &caller, &params).await?;
-    match queries::audit(&client, &viewer, &filter, &page).await? {
-        Ok(page) => to_json(PageBody::from(page)),
+    match queries::audit(&read.client, &read.viewer, &filter, &read.page).await? {
+        Ok(page) => Ok(Json(page.into())),
         Err(AuditRefusal::TenantNotVisible) => Err(not_found(
             "tenant",
             filter.tenant_id.as_deref().unwrap_or_default(),
@@ -107,16 +83,24 @@ pub(crate) async fn audit(
     }
 }
 
+/// A resource as it is now, or as it was (`?as_of_position=` / `?as_of_time=`).
+#[derive(Debug, Serialize)]
+#[serde(untagged)]
+pub(crate) enum NowOrThen<T> {
+    Now(T),
+    Then(Value),
+}
+
 /// A temporal read, when `?as_of_position=` or `?as_of_time=` is given: the stream folded
 /// from its events up to that point. Authorized against the resource as it is now.
-pub(crate) async fn as_of(
+pub(crate) async fn as_of<I: RouteId, T>(
     state: &AppState,
-    caller: &Caller,
-    params: &Params,
-    id: &str,
-) -> Result<Option<Value>, ApiError> {
-    let position = params.int("as_of_position")?;
-    let time = params.time("as_of_time")?;
+    read: &Read,
+    id: &Id<I>,
+) -> Result<Option<Json<NowOrThen<T>>>, ApiError> {
+    let id = &id.as_str();
+    let position = read.params.int("as_of_position")?;
+    let time = read.params.time("as_of_time")?;
     if position.is_none() && time.is_none() {
         return Ok(None);
     }
@@ -125,8 +109,7 @@ pub(crate) async fn as_of(
             "give `as_of_position` or `as_of_time`, not both".into(),
         ));
     }
-    let (client, viewer) = begin_read(state, caller, params).await?;
-    if queries::visible_resource(&client, &viewer, id, true)
+    if queries::visible_resource(&read.client, &read.viewer, id, true)
         .await?
         .is_none()
     {
@@ -134,10 +117,9 @@ pub(crate) async fn as_of(
     }
     let position = match (position, time) {
         (Some(p), _) => Some(p),
-        (None, Some(t)) => plinth_commands::log::stream_position_at(&client, id, t).await?,
+        (None, Some(t)) => plinth_commands::log::stream_position_at(&read.client, id, t).await?,
         (None, None) => None,
     };
-    drop(client);
     let Some(position) = position else {
         return Err(not_found("resource at that time", id));
     };
@@ -146,7 +128,14 @@ pub(crate) async fn as_of(
         .fold_stream(id, position)
         .await?
         .ok_or_else(|| not_found("resource at that position", id))?;
-    Ok(Some(temporal_view(&aggregate, position)))
+    Ok(Some(Json(NowOrThen::Then(temporal_view(
+        &aggregate, position,
+    )))))
+}
+
+/// The current read of a resource, as the body of a route that also answers temporal reads.
+pub(crate) fn now<T>(reply: Reply<T>) -> Reply<NowOrThen<T>> {
+    reply.map(|Json(now)| Json(NowOrThen::Now(now)))
 }
 
 /// The folded state, shaped like the current views plus what only the fold knows.

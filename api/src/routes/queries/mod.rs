@@ -12,6 +12,7 @@
 //!   `?after=`. `?limit=` is 1 to 1000 (default 100). Cursors are opaque.
 //! - **Malformed ids** (wrong shape or prefix), limits, cursors, scopes or times are 400.
 
+mod extract;
 mod log;
 mod permissions;
 mod providers;
@@ -26,9 +27,8 @@ use axum::Router;
 use base64::Engine as _;
 use serde::Serialize;
 
-use plinth_projections::read::queries::{Page, PageRequest, Viewer};
+use plinth_projections::read::queries::{Page, PageRequest};
 
-use crate::auth::Caller;
 use crate::error::ApiError;
 use crate::state::AppState;
 
@@ -172,46 +172,6 @@ impl<T> From<Page<T>> for PageBody<T> {
                 .map(|k| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(k)),
         }
     }
-}
-
-/// Everything a read needs: who asks, and a connection, once the read models cover
-/// `?min_position=`.
-pub(crate) async fn begin_read(
-    state: &AppState,
-    caller: &Caller,
-    params: &Params,
-) -> Result<(deadpool_postgres::Client, Viewer), ApiError> {
-    if let Some(position) = params.int("min_position")? {
-        if position < 0 {
-            return Err(ApiError::BadRequest("`min_position` must be ≥ 0".into()));
-        }
-        plinth_projections::read::wait_for_position(&state.pool, position, MIN_POSITION_WAIT)
-            .await
-            .map_err(|e| ApiError::Unavailable {
-                detail: format!("{e}; retry shortly"),
-                retry_after_secs: 1,
-            })?;
-    }
-    let client = state.pool.get().await.map_err(|e| ApiError::Unavailable {
-        detail: format!("the database is unavailable: {e}"),
-        retry_after_secs: 1,
-    })?;
-    Ok((client, Viewer::of(&caller.actor)))
-}
-
-/// Parses an id path segment with the domain's parser: malformed or wrongly prefixed is 400.
-pub(crate) fn parse_id<T, E: std::fmt::Display>(
-    raw: &str,
-    parse: impl FnOnce(&str) -> Result<T, E>,
-) -> Result<T, ApiError> {
-    parse(raw).map_err(|e| ApiError::BadRequest(e.to_string()))
-}
-
-/// A read's answer as JSON.
-pub(crate) fn to_json(value: impl Serialize) -> Result<axum::Json<serde_json::Value>, ApiError> {
-    Ok(axum::Json(
-        serde_json::to_value(value).map_err(anyhow::Error::from)?,
-    ))
 }
 
 pub(crate) fn not_found(what: &str, id: &str) -> ApiError {
