@@ -3,7 +3,7 @@
 
 use serde_json::json;
 
-use crate::support::{spawn_app_with_admins, TestApp, SECRET};
+use crate::support::{committed_events, spawn_app_with_admins, TestApp, SECRET};
 
 /// A token from `issuer` for `subject`, signed with the test secret.
 fn token_from(issuer: &str, subject: &str) -> String {
@@ -30,16 +30,7 @@ async fn a_blank_subject_is_401_even_when_the_admin_list_is_unset() {
         assert_eq!(creates_a_root(&app, &token, "Evil Corp").await, 401);
         assert_eq!(app.get(&token, "/v1/tenants").await.status, 401);
     }
-    let events: i64 = app
-        .db
-        .pool
-        .get()
-        .await
-        .unwrap()
-        .query_one("select count(*) from events", &[])
-        .await
-        .unwrap()
-        .get(0);
+    let events = committed_events(&app.db.pool).await;
     assert_eq!(events, 0, "no user was recorded for a blank subject");
     // And a real user is not an administrator because of the empty entry.
     let alice = app.token("alice");

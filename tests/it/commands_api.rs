@@ -2,15 +2,10 @@
 
 use serde_json::json;
 
-use crate::support::{spawn_app, test_db, TestApp};
+use crate::support::{committed_events, spawn_app, test_db, TestApp};
 
 async fn event_count(app: &TestApp) -> i64 {
-    let client = app.db.pool.get().await.unwrap();
-    client
-        .query_one("select count(*) from events", &[])
-        .await
-        .unwrap()
-        .get(0)
+    committed_events(&app.db.pool).await
 }
 
 fn assert_problem(reply: &crate::support::Reply, status: u16) {

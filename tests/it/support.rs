@@ -228,15 +228,20 @@ pub fn run_plinth(args: &[&str]) -> (bool, String) {
 /// cluster runs (another test's, say), so this reads until it shows at least as many events as
 /// `events` held when it was called (a CI run once failed on a single read, up to 30 s here).
 pub async fn all_events(pool: &Pool) -> Vec<plinth_commands::StoredEvent> {
-    let committed: i64 = pool
-        .get()
+    let committed = committed_events(pool).await;
+    events_eventually(pool, committed as usize).await
+}
+
+/// How many events are committed, by a plain count: unlike the gap-safe tail it never waits for
+/// other transactions.
+pub async fn committed_events(pool: &Pool) -> i64 {
+    pool.get()
         .await
         .unwrap()
         .query_one("select count(*) from events", &[])
         .await
         .unwrap()
-        .get(0);
-    events_eventually(pool, committed as usize).await
+        .get(0)
 }
 
 /// One pass over the log's gap-safe tail as it stands.

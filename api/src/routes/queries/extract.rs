@@ -4,6 +4,7 @@
 
 use std::collections::HashMap;
 use std::fmt::Display;
+use std::marker::PhantomData;
 use std::str::FromStr;
 
 use axum::extract::{FromRequestParts, Path, Query};
@@ -28,26 +29,22 @@ pub(crate) trait RouteId: FromStr<Err: Display> + Display + Send {
     const WHAT: &'static str;
 }
 
-impl RouteId for TenantId {
-    const WHAT: &'static str = "tenant";
+macro_rules! route_ids {
+    ($($type:ty => $what:literal),* $(,)?) => {
+        $(impl RouteId for $type {
+            const WHAT: &'static str = $what;
+        })*
+    };
 }
-impl RouteId for LocationId {
-    const WHAT: &'static str = "location";
-}
-impl RouteId for ResourceProviderId {
-    const WHAT: &'static str = "resource provider";
-}
-impl RouteId for ProviderId {
-    const WHAT: &'static str = "provider";
-}
-impl RouteId for UserId {
-    const WHAT: &'static str = "user";
-}
-impl RouteId for ResourceId {
-    const WHAT: &'static str = "resource";
-}
-impl RouteId for StreamId {
-    const WHAT: &'static str = "stream";
+
+route_ids! {
+    TenantId => "tenant",
+    LocationId => "location",
+    ResourceProviderId => "resource provider",
+    ProviderId => "provider",
+    UserId => "user",
+    ResourceId => "resource",
+    StreamId => "stream",
 }
 
 /// Any stream's id: a resource's or a user's.
@@ -83,16 +80,20 @@ pub(crate) fn parse<T: FromStr<Err: Display>>(raw: &str) -> Result<T, ApiError> 
 /// The `{id}` of the path as an `I`. Authenticates first, so that a stranger learns nothing
 /// from which ids are well-formed.
 #[derive(Debug)]
-pub(crate) struct Id<I>(pub I);
+pub(crate) struct Id<I> {
+    /// The id as the path gave it, checked by `I`'s parser (the queries take text).
+    raw: String,
+    kind: PhantomData<I>,
+}
 
 impl<I: RouteId> Id<I> {
-    pub(crate) fn as_str(&self) -> String {
-        self.0.to_string()
+    pub(crate) fn as_str(&self) -> &str {
+        &self.raw
     }
 
     /// The 404 for this id: absent, or not visible to the caller (the same answer).
     pub(crate) fn missing(&self) -> ApiError {
-        not_found(I::WHAT, &self.0.to_string())
+        not_found(I::WHAT, &self.raw)
     }
 
     /// `Some` as the body; `None` as the 404 for this id.
@@ -114,7 +115,11 @@ impl<I: RouteId> FromRequestParts<AppState> for Id<I> {
         let Path(raw) = Path::<String>::from_request_parts(parts, state)
             .await
             .map_err(|e| ApiError::BadRequest(e.body_text()))?;
-        parse(&raw).map(Id)
+        parse::<I>(&raw)?;
+        Ok(Id {
+            raw,
+            kind: PhantomData,
+        })
     }
 }
 

@@ -25,7 +25,7 @@ pub(crate) async fn stream_events(id: Id<StreamId>, read: Read) -> Reply<PageBod
         ));
     }
     id.found_page(
-        queries::stream_events(&read.client, &read.viewer, &id.as_str(), &read.page).await?,
+        queries::stream_events(&read.client, &read.viewer, id.as_str(), &read.page).await?,
     )
 }
 
@@ -98,7 +98,7 @@ pub(crate) async fn as_of<I: RouteId, T>(
     read: &Read,
     id: &Id<I>,
 ) -> Result<Option<Json<NowOrThen<T>>>, ApiError> {
-    let id = &id.as_str();
+    let id = id.as_str();
     let position = read.params.int("as_of_position")?;
     let time = read.params.time("as_of_time")?;
     if position.is_none() && time.is_none() {

@@ -7,7 +7,7 @@ use super::extract::{Id, Read, Reply};
 use super::PageBody;
 
 pub(crate) async fn provider(id: Id<ProviderId>, read: Read) -> Reply<ProviderDetail> {
-    id.found(queries::provider(&read.client, &read.viewer, &id.as_str()).await?)
+    id.found(queries::provider(&read.client, &read.viewer, id.as_str()).await?)
 }
 
 pub(crate) async fn tenant_providers(
@@ -15,7 +15,7 @@ pub(crate) async fn tenant_providers(
     read: Read,
 ) -> Reply<PageBody<UsableProvider>> {
     id.found_page(
-        queries::tenant_providers(&read.client, &read.viewer, &id.as_str(), &read.page).await?,
+        queries::tenant_providers(&read.client, &read.viewer, id.as_str(), &read.page).await?,
     )
 }
 
@@ -24,7 +24,7 @@ pub(crate) async fn resource_provider_providers(
     read: Read,
 ) -> Reply<PageBody<ProviderView>> {
     id.found_page(
-        queries::resource_provider_providers(&read.client, &read.viewer, &id.as_str(), &read.page)
+        queries::resource_provider_providers(&read.client, &read.viewer, id.as_str(), &read.page)
             .await?,
     )
 }

@@ -22,7 +22,7 @@ pub(crate) async fn tenant_locations(
     read: Read,
 ) -> Reply<PageBody<UsableLocation>> {
     id.found_page(
-        queries::tenant_locations(&read.client, &read.viewer, &id.as_str(), &read.page).await?,
+        queries::tenant_locations(&read.client, &read.viewer, id.as_str(), &read.page).await?,
     )
 }
 
@@ -31,7 +31,7 @@ pub(crate) async fn tenant_resource_providers(
     read: Read,
 ) -> Reply<PageBody<TenantResourceProvider>> {
     id.found_page(
-        queries::tenant_resource_providers(&read.client, &read.viewer, &id.as_str(), &read.page)
+        queries::tenant_resource_providers(&read.client, &read.viewer, id.as_str(), &read.page)
             .await?,
     )
 }
@@ -44,12 +44,12 @@ pub(crate) async fn location(
     if let Some(then) = as_of(&state, &read, &id).await? {
         return Ok(then);
     }
-    now(id.found(queries::location(&read.client, &read.viewer, &id.as_str()).await?))
+    now(id.found(queries::location(&read.client, &read.viewer, id.as_str()).await?))
 }
 
 pub(crate) async fn location_tenants(id: Id<LocationId>, read: Read) -> Reply<PageBody<TenantUse>> {
     id.found_page(
-        queries::location_tenants(&read.client, &read.viewer, &id.as_str(), &read.page).await?,
+        queries::location_tenants(&read.client, &read.viewer, id.as_str(), &read.page).await?,
     )
 }
 
@@ -61,7 +61,7 @@ pub(crate) async fn resource_provider(
     if let Some(then) = as_of(&state, &read, &id).await? {
         return Ok(then);
     }
-    now(id.found(queries::resource_provider(&read.client, &read.viewer, &id.as_str()).await?))
+    now(id.found(queries::resource_provider(&read.client, &read.viewer, id.as_str()).await?))
 }
 
 pub(crate) async fn resource_provider_tenants(
@@ -69,7 +69,7 @@ pub(crate) async fn resource_provider_tenants(
     read: Read,
 ) -> Reply<PageBody<TenantUse>> {
     id.found_page(
-        queries::resource_provider_tenants(&read.client, &read.viewer, &id.as_str(), &read.page)
+        queries::resource_provider_tenants(&read.client, &read.viewer, id.as_str(), &read.page)
             .await?,
     )
 }
@@ -103,7 +103,7 @@ pub(crate) async fn access_check(read: Read) -> Reply<Allowed> {
 }
 
 pub(crate) async fn metadata(id: Id<ResourceId>, read: Read) -> Reply<MetadataView> {
-    id.found(queries::metadata(&read.client, &read.viewer, &id.as_str()).await?)
+    id.found(queries::metadata(&read.client, &read.viewer, id.as_str()).await?)
 }
 
 /// `GET /v1/tenants/{id}/resources?annotation=key=value`.
@@ -121,7 +121,7 @@ pub(crate) async fn annotated_resources(
         queries::annotated_resources(
             &read.client,
             &read.viewer,
-            &id.as_str(),
+            id.as_str(),
             key.as_str(),
             value,
             &read.page,

@@ -26,15 +26,15 @@ pub(crate) async fn tenant(
     if let Some(then) = as_of(&state, &read, &id).await? {
         return Ok(then);
     }
-    now(id.found(queries::tenant(&read.client, &read.viewer, &id.as_str()).await?))
+    now(id.found(queries::tenant(&read.client, &read.viewer, id.as_str()).await?))
 }
 
 pub(crate) async fn children(id: Id<TenantId>, read: Read) -> Reply<PageBody<TenantView>> {
-    id.found_page(queries::children(&read.client, &read.viewer, &id.as_str(), &read.page).await?)
+    id.found_page(queries::children(&read.client, &read.viewer, id.as_str(), &read.page).await?)
 }
 
 pub(crate) async fn ancestors(id: Id<TenantId>, read: Read) -> Reply<PageBody<TenantView>> {
-    id.found_page(queries::ancestors(&read.client, &read.viewer, &id.as_str(), &read.page).await?)
+    id.found_page(queries::ancestors(&read.client, &read.viewer, id.as_str(), &read.page).await?)
 }
 
 pub(crate) async fn descendants(id: Id<TenantId>, read: Read) -> Reply<PageBody<DescendantView>> {
@@ -57,6 +57,6 @@ pub(crate) async fn descendants(id: Id<TenantId>, read: Read) -> Reply<PageBody<
     };
     let page = &read.page;
     id.found_page(
-        queries::descendants(&read.client, &read.viewer, &id.as_str(), max_depth, page).await?,
+        queries::descendants(&read.client, &read.viewer, id.as_str(), max_depth, page).await?,
     )
 }
