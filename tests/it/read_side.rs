@@ -863,7 +863,20 @@ async fn a_notified_event_hidden_behind_an_older_transaction_is_applied_without_
     ));
     let admin = app.admin();
     let (root, p) = run(&app, &admin, "CreateTenant", json!({"name": "root"})).await;
-    read_ok(&app, &admin, &format!("/v1/tenants/{root}"), p).await;
+    // Setup, not the claim: in two cold CI runs (fresh clone, first suite after the build) this
+    // first read was still 503 after 3 s, never in warm runs; why is open (see issue 11's
+    // notes). Retried as a client honouring `Retry-After` would, for up to 30 s.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while read(&app, &admin, &format!("/v1/tenants/{root}"), p)
+        .await
+        .status
+        == 503
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the projector never started"
+        );
+    }
     for i in 0..3 {
         // An older transaction with an id, writing no event (so never notifying): while it
         // runs, the gap-safe tail hides every event committed after it started.
