@@ -5,6 +5,7 @@
 
 pub mod app;
 pub mod auth;
+mod bench;
 pub mod cli;
 pub mod error;
 mod routes;

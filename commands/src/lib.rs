@@ -18,7 +18,6 @@ pub mod log;
 pub mod migrate;
 mod model;
 mod rows;
-mod scratch;
 mod store;
 mod submission;
 
@@ -28,6 +27,5 @@ pub use error::CommandError;
 pub use locks::lock_streams;
 pub use log::read_after;
 pub use model::{AppendedEvent, Checkpoint, CommandOutcome, EventMetadata, StoredEvent};
-pub use scratch::ScratchDatabase;
 pub use store::{pool, ChainBreak, EventStore, HeadMismatch};
 pub use submission::{IdempotencyKey, Submission};

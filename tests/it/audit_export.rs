@@ -326,15 +326,7 @@ async fn a_reader_that_stops_early_ends_the_export_without_an_error() {
     // snapshot horizon back: no test that bounds a read's latency may run meanwhile.
     let _horizon = crate::support::HORIZON.write().await;
     let db = crate::support::test_db().await;
-    let options = plinth_projections::read::BenchOptions {
-        events: 5_000,
-        tenants: 100,
-        resource_providers: 10,
-        checks: 0,
-    };
-    plinth_projections::read::synthetic_platform(&db.pool, &options)
-        .await
-        .unwrap();
+    crate::support::synthetic_platform(&db, 5_000, 100, 10).await;
     let mut export = std::process::Command::new(plinth_binary())
         .args(["audit", "export", "--format", "jsonl"])
         .env("DATABASE_URL", &db.url)

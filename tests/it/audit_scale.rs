@@ -4,9 +4,8 @@
 
 use plinth_commands::log::{audit, explain_audit, AuditFilter};
 use plinth_commands::Checkpoint;
-use plinth_projections::read::{synthetic_platform, BenchOptions};
 
-use crate::support::{test_db, HORIZON};
+use crate::support::{synthetic_platform, test_db, HORIZON};
 
 /// The plan of a first page of 100 under `filter`.
 async fn plan(client: &deadpool_postgres::Client, filter: AuditFilter) -> String {
@@ -28,13 +27,7 @@ async fn actor_correlation_stream_and_subtree_pages_are_index_walks_in_log_order
     // snapshot horizon back: other tests' reads would wait on them.
     let _horizon = HORIZON.write().await;
     let db = test_db().await;
-    let options = BenchOptions {
-        events: 40_000,
-        tenants: 1_000,
-        resource_providers: 50,
-        checks: 0,
-    };
-    let platform = synthetic_platform(&db.pool, &options).await.unwrap();
+    let platform = synthetic_platform(&db, 40_000, 1_000, 50).await;
     let client = db.pool.get().await.unwrap();
     // As autovacuum leaves a settled log: analyzed, and its visibility map set.
     client.batch_execute("vacuum analyze").await.unwrap();
@@ -107,13 +100,7 @@ async fn merged_and_walked_subtree_pages_hold_the_subtrees_events_in_log_order()
     // As above: the synthetic log's transactions hold the snapshot horizon back.
     let _horizon = HORIZON.write().await;
     let db = test_db().await;
-    let options = BenchOptions {
-        events: 40_000,
-        tenants: 1_000,
-        resource_providers: 50,
-        checks: 0,
-    };
-    let platform = synthetic_platform(&db.pool, &options).await.unwrap();
+    let platform = synthetic_platform(&db, 40_000, 1_000, 50).await;
     let client = db.pool.get().await.unwrap();
     // Tenant 11: eleven tenants, merged; the root: a thousand, walked. Each compared, page by
     // page, with the obvious query.

@@ -675,7 +675,9 @@ async fn a_relay_killed_mid_batch_resumes_from_its_checkpoint_with_duplicates_bu
     {
         // One long transaction: it holds back the cluster's snapshot horizon (support.rs).
         let _horizon = HORIZON.write().await;
-        relay::seed_log(&db.pool, 30_000, 500).await.unwrap();
+        plinth_test_support::seed_log(&db.pool, 30_000, 500)
+            .await
+            .unwrap();
     }
     let config = RelayConfig {
         batch_size: 250,

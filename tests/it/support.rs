@@ -1,48 +1,54 @@
 //! Shared test setup: a fresh database per test, migrated, plus a running Plinth app.
 
-use std::sync::atomic::{AtomicU32, Ordering};
-
 use deadpool_postgres::Pool;
-use tokio_postgres::NoTls;
+use plinth_projections::read::ProjectionSet;
+use plinth_test_support::{
+    test_server_url, write_platform_log, PlatformShape, ScratchDatabase, SyntheticPlatform,
+};
+use rand::rngs::StdRng;
+use rand::SeedableRng;
 
-/// The server the tests create their databases on.
-pub fn admin_url() -> String {
-    std::env::var("PLINTH_TEST_DATABASE_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_owned())
-}
-
-/// A fresh, migrated database; dropped by nobody (names are unique, CI machines are fresh).
+/// A fresh, migrated database; dropped by nobody (names are unique, CI machines are fresh, and
+/// `scripts/test` drops what earlier runs left).
 pub struct TestDb {
     pub url: String,
     pub name: String,
     pub pool: Pool,
 }
 
-static COUNTER: AtomicU32 = AtomicU32::new(0);
-
 pub async fn test_db() -> TestDb {
-    let name = format!(
-        "plinth_test_{}_{}_{}",
-        std::process::id(),
-        COUNTER.fetch_add(1, Ordering::Relaxed),
-        rand::random::<u32>()
-    );
-    let (client, connection) = tokio_postgres::connect(&admin_url(), NoTls)
+    let db = ScratchDatabase::create(&test_server_url(), "plinth_test")
         .await
         .expect("PostgreSQL must be running: run scripts/test, which starts it");
-    tokio::spawn(connection);
-    client
-        .batch_execute(&format!("create database {name}"))
+    let pool = db.migrated_pool(16).await.expect("migrations");
+    TestDb {
+        url: db.url,
+        name: db.name,
+        pool,
+    }
+}
+
+/// Writes a synthetic platform's log of `events` events (`tenants` tenants, `resource_providers`
+/// resource providers) into `db` and projects it. Its transactions hold the cluster's snapshot
+/// horizon back for seconds: callers hold [`HORIZON`] for writing.
+pub async fn synthetic_platform(
+    db: &TestDb,
+    events: u64,
+    tenants: usize,
+    resource_providers: usize,
+) -> SyntheticPlatform {
+    let shape = PlatformShape {
+        events,
+        tenants,
+        resource_providers,
+    };
+    let platform = write_platform_log(&db.pool, &shape, &mut StdRng::seed_from_u64(7))
         .await
-        .expect("create database");
-    let mut config: tokio_postgres::Config = admin_url().parse().unwrap();
-    config.dbname(&name);
-    let url = format!("{}/{name}", admin_url().rsplit_once('/').unwrap().0);
-    let pool = plinth_commands::pool(&url, 16).unwrap();
-    plinth_commands::migrate::run(&pool)
+        .expect("synthetic log");
+    plinth_projections::read::rebuild(&db.pool, ProjectionSet::all(), |_| {})
         .await
-        .expect("migrations");
-    TestDb { url, name, pool }
+        .expect("rebuild");
+    platform
 }
 
 /// The secret test apps sign development tokens with.

@@ -2,11 +2,9 @@
 //! bench.
 
 mod audit;
-mod audit_export;
-mod bench_append;
-mod bench_audit;
+pub(crate) mod audit_export;
 mod dev;
-mod read_cmds;
+pub(crate) mod read_cmds;
 mod relay_cmds;
 mod serve;
 
@@ -73,20 +71,8 @@ enum Commands {
     /// Benchmarks, each against a baseline measured in the same run.
     Bench {
         #[command(subcommand)]
-        command: BenchCommand,
+        command: crate::bench::BenchCommand,
     },
-}
-
-#[derive(Debug, Subcommand)]
-enum BenchCommand {
-    /// HTTP command throughput vs raw one-transaction-per-event inserts.
-    Append(bench_append::BenchAppendArgs),
-    /// Read-model rebuild rate and access-check latency.
-    Rebuild(read_cmds::BenchRebuildArgs),
-    /// Relay throughput and command-to-Kafka latency.
-    Relay(relay_cmds::BenchRelayArgs),
-    /// Audit page latency (tenant subtree, actor, correlation id) and export throughput.
-    Audit(bench_audit::BenchAuditArgs),
 }
 
 /// Entry point of the binary.
@@ -126,11 +112,6 @@ async fn run(command: Commands) -> anyhow::Result<()> {
         Commands::Relay(args) => relay_cmds::relay(args).await,
         Commands::Republish(args) => relay_cmds::republish(args).await,
         Commands::Consume(args) => relay_cmds::consume(args).await,
-        Commands::Bench { command } => match command {
-            BenchCommand::Append(args) => bench_append::run(args).await,
-            BenchCommand::Rebuild(args) => read_cmds::bench_rebuild(args).await,
-            BenchCommand::Relay(args) => relay_cmds::bench_relay(args).await,
-            BenchCommand::Audit(args) => bench_audit::run(args).await,
-        },
+        Commands::Bench { command } => crate::bench::run(command).await,
     }
 }

@@ -1,4 +1,4 @@
-//! CLI glue for the read side (`plinth replay`, `bench rebuild`).
+//! CLI glue for the read side (`plinth replay`).
 
 use anyhow::Context as _;
 use indicatif::{ProgressBar, ProgressStyle};
@@ -27,30 +27,7 @@ pub(crate) struct ReplayArgs {
     pub(crate) into: Option<String>,
 }
 
-#[derive(Debug, clap::Args)]
-pub(crate) struct BenchRebuildArgs {
-    /// Server to create the benchmark database on.
-    #[arg(
-        long,
-        env = "DATABASE_URL",
-        default_value = "postgres://postgres@127.0.0.1:5432/postgres"
-    )]
-    pub(crate) database_url: String,
-    /// Events in the log to rebuild from.
-    #[arg(long, default_value_t = 1_000_000)]
-    pub(crate) events: u64,
-    /// Tenants in the synthetic tree.
-    #[arg(long, default_value_t = 10_000)]
-    pub(crate) tenants: usize,
-    /// Resource providers in the synthetic platform.
-    #[arg(long, default_value_t = 1_000)]
-    pub(crate) resource_providers: usize,
-    /// Access checks to time.
-    #[arg(long, default_value_t = 20_000)]
-    pub(crate) checks: usize,
-}
-
-fn progress_bar() -> ProgressBar {
+pub(crate) fn progress_bar() -> ProgressBar {
     let bar = ProgressBar::new(0);
     bar.set_style(
         ProgressStyle::with_template(
@@ -61,7 +38,7 @@ fn progress_bar() -> ProgressBar {
     bar
 }
 
-fn on_progress(bar: &ProgressBar) -> impl FnMut(RebuildProgress) + Send + '_ {
+pub(crate) fn on_progress(bar: &ProgressBar) -> impl FnMut(RebuildProgress) + Send + '_ {
     move |p: RebuildProgress| {
         bar.set_length(p.total);
         bar.set_position(p.events);
@@ -122,55 +99,6 @@ async fn replay_as_of(args: &ReplayArgs, schema: &str) -> anyhow::Result<()> {
          ({} events read in {:.1}s); the live read models are untouched",
         report.events,
         report.elapsed.as_secs_f64(),
-    );
-    Ok(())
-}
-
-/// `plinth bench rebuild`: on a throwaway database.
-pub(crate) async fn bench_rebuild(args: BenchRebuildArgs) -> anyhow::Result<()> {
-    let db = plinth_commands::ScratchDatabase::create(&args.database_url, "rebuild").await?;
-    let result = async {
-        let pool = plinth_commands::pool(&db.url, 8)?;
-        plinth_commands::migrate::run(&pool).await?;
-        let options = read::BenchOptions {
-            events: args.events,
-            tenants: args.tenants,
-            resource_providers: args.resource_providers,
-            checks: args.checks,
-        };
-        eprintln!("writing a synthetic log of {} events…", args.events);
-        let bar = progress_bar();
-        let report = read::bench_rebuild(&pool, &options, on_progress(&bar)).await;
-        bar.finish_and_clear();
-        report
-    }
-    .await;
-    db.drop().await?;
-    let r = result?;
-    println!("\n| measure | value | goal |");
-    println!("|---|---:|---:|");
-    println!("| events in the log | {} | 1,000,000 |", r.events);
-    println!(
-        "| tenants / resource providers | {} / {} | 10,000 / 1,000 |",
-        r.tenants, r.resource_providers
-    );
-    println!(
-        "| writing the log (COPY) | {:.1} s | |",
-        r.log_write.as_secs_f64()
-    );
-    println!(
-        "| rebuild (all projections) | {:.1} s = {:.0} events/s | ≥ 100,000 events/s |",
-        r.rebuild.as_secs_f64(),
-        r.rebuild_events_per_sec
-    );
-    println!(
-        "| peak memory (VmHWM) before / after rebuild | {} / {} MiB | flat |",
-        r.peak_rss_before_kib / 1024,
-        r.peak_rss_after_kib / 1024
-    );
-    println!(
-        "| access/check latency p50 / p99 / max ({} checks, {} allowed) | {} / {} / {} µs | p99 ≤ 2,000 µs |",
-        r.checks, r.allowed, r.check_p50_us, r.check_p99_us, r.check_max_us
     );
     Ok(())
 }

@@ -1,10 +1,8 @@
 //! CLI glue for the Kafka relay (`plinth relay`, `republish`, `consume`, `bench relay`).
 //! Everything of substance lives in `plinth_projections::relay`.
 
-use std::time::Duration;
-
 use anyhow::Context as _;
-use plinth_projections::relay::{self, BenchOptions, ConsumeConfig, RelayConfig};
+use plinth_projections::relay::{self, ConsumeConfig, RelayConfig};
 
 #[derive(Debug, clap::Args)]
 pub(crate) struct RelayArgs {
@@ -57,31 +55,6 @@ pub(crate) struct ConsumeArgs {
     /// Stop after this many events.
     #[arg(long)]
     pub(crate) max_events: Option<u64>,
-}
-
-#[derive(Debug, clap::Args)]
-pub(crate) struct BenchRelayArgs {
-    /// Server to create the benchmark database on.
-    #[arg(
-        long,
-        env = "DATABASE_URL",
-        default_value = "postgres://postgres@127.0.0.1:5432/postgres"
-    )]
-    pub(crate) database_url: String,
-    #[arg(long, env = "PLINTH_KAFKA_BROKERS", default_value = "127.0.0.1:9092")]
-    pub(crate) kafka_brokers: String,
-    /// Events in the log to relay.
-    #[arg(long, default_value_t = 1_000_000)]
-    pub(crate) events: u64,
-    /// Command rate of the latency run.
-    #[arg(long, default_value_t = 500)]
-    pub(crate) rate: u32,
-    /// Length of the latency run, in seconds.
-    #[arg(long, default_value_t = 20)]
-    pub(crate) latency_seconds: u64,
-    /// Keep the benchmark database instead of dropping it.
-    #[arg(long)]
-    pub(crate) keep_database: bool,
 }
 
 /// Fails fast on an unreachable database or a missing schema, instead of retrying forever.
@@ -139,19 +112,5 @@ pub(crate) async fn consume(args: ConsumeArgs) -> anyhow::Result<()> {
         "handled {} event(s), skipped {} redelivered",
         stats.handled, stats.duplicates
     );
-    Ok(())
-}
-
-pub(crate) async fn bench_relay(args: BenchRelayArgs) -> anyhow::Result<()> {
-    let report = relay::bench(BenchOptions {
-        database_url: args.database_url,
-        brokers: args.kafka_brokers,
-        events: args.events,
-        commands_per_second: args.rate,
-        latency_duration: Duration::from_secs(args.latency_seconds),
-        keep_database: args.keep_database,
-    })
-    .await?;
-    print!("{report}");
     Ok(())
 }

@@ -9,24 +9,19 @@
 //! - [`queries`] answers the API's reads, authorization included, in indexed lookups only (the
 //!   tenant tree is a materialized path: `docs/adr/0002-tenant-tree-read-model.md`).
 //! - [`rebuild`] rebuilds projections into fresh tables from the log and swaps them in
-//!   atomically; [`bench_rebuild`] measures it (`plinth bench rebuild`).
+//!   atomically (`plinth bench rebuild` measures it).
 //!
 //! One code path turns events into rows (`changes`): a batch of events is folded in memory into
 //! per-key changes, then written set-wise. The incremental projector and the rebuild differ only
 //! in batch size and in how the changes reach the tables; the property test in `tests` checks
 //! that they agree with each other and with the domain's in-memory model of the rules.
 
-mod bench;
 mod changes;
 mod projection;
 pub mod queries;
 mod rebuild;
 mod runner;
-mod synthetic;
 
-pub use bench::{
-    bench_rebuild, peak_rss_kib, synthetic_platform, BenchOptions, BenchReport, SyntheticPlatform,
-};
 pub use projection::{Projection, ProjectionSet};
 pub use rebuild::{
     rebuild, rebuild_as_of, rebuild_in_batches, RebuildProgress, RebuildReport, REBUILD_BATCH,
@@ -35,7 +30,6 @@ pub use rebuild::{
 pub use runner::{
     run_projectors, run_projectors_with, wait_for_position, NotYet, RunnerConfig, CHANNEL,
 };
-pub use synthetic::LogWriter;
 
 #[cfg(test)]
 mod tests;

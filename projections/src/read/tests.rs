@@ -7,39 +7,20 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use proptest::prelude::*;
 use serde_json::json;
-use tokio_postgres::NoTls;
 
 use plinth_domain::aggregate::available_to;
 use plinth_domain::memory::MemoryStore;
 use plinth_domain::{effective_role, Actor, Command, Lifecycle, Scope, TenantId, UserId};
+use plinth_test_support::{test_server_url, LogWriter, ScratchDatabase};
 
 use super::queries::{self, PageRequest, Viewer};
-use super::synthetic::LogWriter;
 use super::{rebuild_in_batches, ProjectionSet};
 
-fn admin_url() -> String {
-    std::env::var("PLINTH_TEST_DATABASE_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_owned())
-}
-
 async fn fresh_db() -> deadpool_postgres::Pool {
-    let name = format!(
-        "plinth_proj_{}_{}",
-        std::process::id(),
-        uuid::Uuid::new_v4().simple()
-    );
-    let (client, connection) = tokio_postgres::connect(&admin_url(), NoTls)
+    let db = ScratchDatabase::create(&test_server_url(), "plinth_proj")
         .await
-        .expect("PostgreSQL must be running");
-    tokio::spawn(connection);
-    client
-        .batch_execute(&format!("create database {name}"))
-        .await
-        .unwrap();
-    let url = format!("{}/{name}", admin_url().rsplit_once('/').unwrap().0);
-    let pool = plinth_commands::pool(&url, 4).unwrap();
-    plinth_commands::migrate::run(&pool).await.unwrap();
-    pool
+        .expect("PostgreSQL must be running (scripts/postgres-up)");
+    db.migrated_pool(4).await.unwrap()
 }
 
 /// An abstract command over whatever exists when it runs (indices wrap around).

@@ -19,7 +19,6 @@
 //! Not here: the consumers' side of deduplication (see `docs/events.md`), and topic
 //! configuration beyond partitions and replication (retention etc. belong to the operator).
 
-mod bench_relay;
 mod catalogue;
 mod checkpoint;
 mod consume;
@@ -37,12 +36,14 @@ use anyhow::Context as _;
 use deadpool_postgres::Pool;
 use tokio::sync::watch;
 
-pub use bench_relay::{bench, seed_log, BenchOptions, BenchReport};
 pub use catalogue::{catalogue_markdown, check_docs, event_schema_json, topics_of_event_type};
 pub use checkpoint::checkpoint;
 pub use consume::{consume, ConsumeConfig, ConsumeStats, ReceivedEvent};
 pub use lag::{lag, Lag};
 pub use message::{topic_for_stream, HEADER_NAMES};
+/// The rdkafka client context that routes librdkafka's logs to `tracing` (for other clients of
+/// the broker, such as `plinth bench relay`'s consumer).
+pub use producer::Context as TracingContext;
 pub use republish::republish;
 
 /// The checkpoint name `plinth serve` and `plinth relay` use unless told otherwise.

@@ -16,7 +16,7 @@ use super::RelayConfig;
 
 /// Routes librdkafka's logs and errors to `tracing` (the `log` crate is not wired up here).
 #[derive(Debug, Clone, Copy, Default)]
-pub(crate) struct Context;
+pub struct Context;
 
 impl ClientContext for Context {
     fn log(&self, level: RDKafkaLogLevel, fac: &str, message: &str) {

@@ -14,9 +14,10 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
 use plinth_projections::read::queries::{self, AuditFilter, PageRequest, Viewer};
-use plinth_projections::read::{self, BenchOptions, SyntheticPlatform};
+use plinth_projections::read::{rebuild, ProjectionSet};
+use plinth_test_support::{write_platform_log, PlatformShape, ScratchDatabase, SyntheticPlatform};
 
-use super::audit_export::{write_audit, Format};
+use crate::cli::audit_export::{write_audit, Format};
 
 /// Items per page, the API's default.
 const PAGE: i64 = 100;
@@ -60,26 +61,27 @@ impl Latency {
 }
 
 pub(crate) async fn run(args: BenchAuditArgs) -> anyhow::Result<()> {
-    let db = plinth_commands::ScratchDatabase::create(&args.database_url, "audit").await?;
-    let result = measure(&db.url, &args).await;
+    let db = ScratchDatabase::create(&args.database_url, "plinth_bench_audit").await?;
+    let result = measure(&db, &args).await;
     db.drop().await?;
     result
 }
 
-async fn measure(url: &str, args: &BenchAuditArgs) -> anyhow::Result<()> {
-    let pool = plinth_commands::pool(url, 8)?;
-    plinth_commands::migrate::run(&pool).await?;
-    let options = BenchOptions {
+async fn measure(db: &ScratchDatabase, args: &BenchAuditArgs) -> anyhow::Result<()> {
+    let pool = db.migrated_pool(8).await?;
+    let shape = PlatformShape {
         events: args.events,
         tenants: args.tenants,
-        checks: 0,
-        ..BenchOptions::default()
+        ..PlatformShape::default()
     };
     eprintln!(
         "writing and projecting a synthetic log of {} events…",
         args.events
     );
-    let platform = read::synthetic_platform(&pool, &options).await?;
+    let platform = write_platform_log(&pool, &shape, &mut StdRng::seed_from_u64(7))
+        .await
+        .context("failed to write the synthetic log")?;
+    rebuild(&pool, ProjectionSet::all(), |_| {}).await?;
     let client = pool.get().await?;
     // As autovacuum leaves a settled log: statistics, and a visibility map for index-only scans.
     client.batch_execute("vacuum analyze").await?;

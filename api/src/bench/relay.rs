@@ -11,7 +11,6 @@ use std::time::Duration;
 use anyhow::Context as _;
 use deadpool_postgres::Pool;
 use hdrhistogram::Histogram;
-use plinth_commands::ScratchDatabase;
 use plinth_commands::{CommandBus, Submission};
 use plinth_domain::{Actor, Command, UserId};
 use rdkafka::config::ClientConfig;
@@ -21,23 +20,48 @@ use rdkafka::{Offset, TopicPartitionList};
 use tokio::time::Instant;
 use uuid::Uuid;
 
-use super::producer::Context;
-use super::{checkpoint, RelayConfig};
+use plinth_projections::relay::{self, checkpoint, RelayConfig, TracingContext as Context};
+use plinth_test_support::{seed_log, ScratchDatabase};
+
+#[derive(Debug, clap::Args)]
+pub(crate) struct BenchRelayArgs {
+    /// Server to create the benchmark database on.
+    #[arg(
+        long,
+        env = "DATABASE_URL",
+        default_value = "postgres://postgres@127.0.0.1:5432/postgres"
+    )]
+    pub(crate) database_url: String,
+    #[arg(long, env = "PLINTH_KAFKA_BROKERS", default_value = "127.0.0.1:9092")]
+    pub(crate) kafka_brokers: String,
+    /// Events in the log to relay.
+    #[arg(long, default_value_t = 1_000_000)]
+    pub(crate) events: u64,
+    /// Command rate of the latency run.
+    #[arg(long, default_value_t = 500)]
+    pub(crate) rate: u32,
+    /// Length of the latency run, in seconds.
+    #[arg(long, default_value_t = 20)]
+    pub(crate) latency_seconds: u64,
+    /// Keep the benchmark database instead of dropping it.
+    #[arg(long)]
+    pub(crate) keep_database: bool,
+}
 
 /// What to measure.
 #[derive(Debug, Clone)]
-pub struct BenchOptions {
+struct BenchOptions {
     /// A PostgreSQL URL; the scratch database is created on its server.
-    pub database_url: String,
-    pub brokers: String,
+    database_url: String,
+    brokers: String,
     /// Events in the log for the throughput run.
-    pub events: u64,
+    events: u64,
     /// Steady command rate for the latency run.
-    pub commands_per_second: u32,
+    commands_per_second: u32,
     /// Length of the latency run.
-    pub latency_duration: Duration,
+    latency_duration: Duration,
     /// Keep the scratch database (and print its name) instead of dropping it.
-    pub keep_database: bool,
+    keep_database: bool,
 }
 
 impl Default for BenchOptions {
@@ -55,22 +79,22 @@ impl Default for BenchOptions {
 
 /// The figures `plinth bench relay` prints.
 #[derive(Debug, Clone)]
-pub struct BenchReport {
-    pub events: u64,
-    pub seed_time: Duration,
-    pub publish_time: Duration,
-    pub commands_per_second: u32,
-    pub commands: u64,
-    pub command_errors: u64,
-    pub received: u64,
-    pub p50: Duration,
-    pub p90: Duration,
-    pub p99: Duration,
-    pub max: Duration,
+struct BenchReport {
+    events: u64,
+    seed_time: Duration,
+    publish_time: Duration,
+    commands_per_second: u32,
+    commands: u64,
+    command_errors: u64,
+    received: u64,
+    p50: Duration,
+    p90: Duration,
+    p99: Duration,
+    max: Duration,
 }
 
 impl BenchReport {
-    pub fn events_per_second(&self) -> f64 {
+    fn events_per_second(&self) -> f64 {
         self.events as f64 / self.publish_time.as_secs_f64().max(1e-9)
     }
 }
@@ -115,9 +139,24 @@ impl fmt::Display for BenchReport {
     }
 }
 
+/// `plinth bench relay`.
+pub(crate) async fn run(args: BenchRelayArgs) -> anyhow::Result<()> {
+    let report = bench(BenchOptions {
+        database_url: args.database_url,
+        brokers: args.kafka_brokers,
+        events: args.events,
+        commands_per_second: args.rate,
+        latency_duration: Duration::from_secs(args.latency_seconds),
+        keep_database: args.keep_database,
+    })
+    .await?;
+    print!("{report}");
+    Ok(())
+}
+
 /// Runs both measurements and returns the figures.
-pub async fn bench(options: BenchOptions) -> anyhow::Result<BenchReport> {
-    let scratch = ScratchDatabase::create(&options.database_url, "relay").await?;
+async fn bench(options: BenchOptions) -> anyhow::Result<BenchReport> {
+    let scratch = ScratchDatabase::create(&options.database_url, "plinth_bench_relay").await?;
     let result = measure(&options, &scratch).await;
     if options.keep_database {
         eprintln!("kept database {}", scratch.name);
@@ -128,8 +167,7 @@ pub async fn bench(options: BenchOptions) -> anyhow::Result<BenchReport> {
 }
 
 async fn measure(options: &BenchOptions, scratch: &ScratchDatabase) -> anyhow::Result<BenchReport> {
-    let pool = plinth_commands::pool(&scratch.url, 8)?;
-    plinth_commands::migrate::run(&pool).await?;
+    let pool = scratch.migrated_pool(8).await?;
     eprintln!(
         "building a log of {} events in {}",
         options.events, scratch.name
@@ -144,7 +182,7 @@ async fn measure(options: &BenchOptions, scratch: &ScratchDatabase) -> anyhow::R
         ..RelayConfig::new(&options.brokers, &prefix)
     };
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let relay = tokio::spawn(super::run(pool.clone(), config.clone(), async move {
+    let relay = tokio::spawn(relay::run(pool.clone(), config.clone(), async move {
         let _ = stopped.await;
     }));
 
@@ -291,63 +329,4 @@ async fn latency_run(
         p99: at(0.99),
         max: Duration::from_micros(histogram.max()),
     })
-}
-
-/// Appends `events` synthetic events to the log, spread over `streams` streams of the four
-/// resource kinds, generated inside PostgreSQL in chunks of 100,000 (one transaction each).
-/// The rows are shaped like real ones (prefixed stream ids, contiguous versions, metadata with
-/// command/correlation/causation ids) but bypass the write side: no stream rows, and the hash
-/// column holds a dummy, so `plinth audit verify` would reject them. For benchmarks and tests
-/// of the relay only. Calling it again continues the same streams.
-pub async fn seed_log(pool: &Pool, events: u64, streams: u64) -> anyhow::Result<()> {
-    const CHUNK: i64 = 100_000;
-    let client = pool.get().await?;
-    let already = plinth_commands::log::count(&client).await?;
-    let streams = streams.max(1) as i64;
-    let statement = client
-        .prepare(
-            "insert into events (event_id, stream_id, stream_version, event_type, schema_version, data,
-                                 metadata, recorded_at, hash)
-             select gen_random_uuid(), g.stream_id, g.version,
-                    case when g.version = 1 then g.created else 'AnnotationSet' end,
-                    case when g.version = 1 and g.created = 'TenantCreated' then $4 else 1 end,
-                    case when g.version = 1 and g.created = 'TenantCreated'
-                         then json_build_object('tenant_id', g.stream_id, 'name', 'bench ' || g.s,
-                                                'description', null, 'parent_id', null,
-                                                'path', '[]'::json, 'depth', 0)
-                         when g.version = 1
-                         then json_build_object(g.field, g.stream_id, 'name', 'bench ' || g.s, 'description', null)
-                         else json_build_object('resource_id', g.stream_id, 'key', 'bench.plinth.dev/n',
-                                                'value', g.i::text)
-                    end,
-                    json_build_object('actor', null, 'command_id', g.command_id,
-                                      'correlation_id', g.command_id, 'causation_id', g.command_id),
-                    clock_timestamp(), '\\x00'::bytea
-             from (
-                 select i, s, i / $3 + 1 as version, gen_random_uuid() as command_id,
-                        (array['tnntten', 'lctnloc', 'resopro', 'resoprv'])[1 + s % 4]
-                            || '-' || lpad(s::text, 21, '0') as stream_id,
-                        (array['TenantCreated', 'LocationCreated', 'ResourceProviderCreated',
-                               'ProviderRegistered'])[1 + s % 4] as created,
-                        (array['tenant_id', 'location_id', 'resource_provider_id', 'provider_id'])[1 + s % 4]
-                            as field
-                 from (select i, i % $3 as s from generate_series($1::int8, $2::int8) i) x
-             ) g
-             order by g.i",
-        )
-        .await?;
-    // Roots in the current shape of `TenantCreated`: the relay publishes older shapes upcast,
-    // which would measure the upcaster rather than the relay.
-    let tenant_created_version = plinth_domain::upcast::current_version("TenantCreated");
-    let end = already + events as i64;
-    let mut from = already;
-    while from < end {
-        let to = (from + CHUNK).min(end) - 1;
-        client
-            .execute(&statement, &[&from, &to, &streams, &tenant_created_version])
-            .await?;
-        from = to + 1;
-    }
-    client.batch_execute("analyze events").await?;
-    Ok(())
 }

@@ -1,23 +1,33 @@
-//! Throwaway databases for benchmarks: created on a server, dropped afterwards.
+//! Throwaway databases: the one place a test or a benchmark gets a fresh database.
+//!
+//! Names start with a prefix that says who made them (`plinth_test`, `plinth_proj`,
+//! `plinth_bench_<name>`), so that `scripts/test` can drop what an interrupted run left behind.
 
 use anyhow::Context as _;
+use deadpool_postgres::Pool;
 use tokio_postgres::NoTls;
 
-/// A fresh, empty database `plinth_bench_<label>_<uuid>` on the server of `server_url`.
+/// The server tests make their databases on: `PLINTH_TEST_DATABASE_URL`, or the local default.
+pub fn test_server_url() -> String {
+    std::env::var("PLINTH_TEST_DATABASE_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_owned())
+}
+
+/// A fresh, empty database `<prefix>_<uuid>` on the server of `server_url`.
 #[derive(Debug)]
 pub struct ScratchDatabase {
     server_url: String,
     pub name: String,
-    /// `server_url` pointing at the new database (server and options kept).
+    /// `server_url` pointing at the new database (server and options such as `sslmode` kept).
     pub url: String,
 }
 
 impl ScratchDatabase {
-    pub async fn create(server_url: &str, label: &str) -> anyhow::Result<Self> {
-        let name = format!("plinth_bench_{label}_{}", uuid::Uuid::now_v7().simple());
+    pub async fn create(server_url: &str, prefix: &str) -> anyhow::Result<Self> {
+        let name = format!("{prefix}_{}", uuid::Uuid::now_v7().simple());
         let (client, connection) = tokio_postgres::connect(server_url, NoTls)
             .await
-            .context("failed to connect to PostgreSQL")?;
+            .context("failed to connect to PostgreSQL (scripts/postgres-up starts it)")?;
         tokio::spawn(connection);
         client
             .batch_execute(&format!("create database {name}"))
@@ -28,6 +38,13 @@ impl ScratchDatabase {
             name,
             url,
         })
+    }
+
+    /// A pool of `size` connections to the database, with every migration applied.
+    pub async fn migrated_pool(&self, size: usize) -> anyhow::Result<Pool> {
+        let pool = plinth_commands::pool(&self.url, size)?;
+        plinth_commands::migrate::run(&pool).await?;
+        Ok(pool)
     }
 
     /// Drops the database, disconnecting whoever still uses it.
@@ -52,7 +69,7 @@ fn replace_dbname(database_url: &str, name: &str) -> anyhow::Result<String> {
     };
     let scheme_end = base
         .find("://")
-        .context("DATABASE_URL must be a postgres:// URL for the bench")?
+        .context("the server URL must be a postgres:// URL")?
         + 3;
     let host_part = match base[scheme_end..].find('/') {
         Some(i) => &base[..scheme_end + i],

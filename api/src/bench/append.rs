@@ -10,6 +10,8 @@ use anyhow::Context as _;
 use serde_json::json;
 use tokio_postgres::NoTls;
 
+use plinth_test_support::ScratchDatabase;
+
 use crate::app;
 use crate::settings::Settings;
 
@@ -37,7 +39,7 @@ const SECRET: &str = "bench-secret";
 const ADMIN: &str = "bench-admin";
 
 pub(crate) async fn run(args: BenchAppendArgs) -> anyhow::Result<()> {
-    let db = plinth_commands::ScratchDatabase::create(&args.database_url, "append").await?;
+    let db = ScratchDatabase::create(&args.database_url, "plinth_bench_append").await?;
     let result = measure(&args, &db.url).await;
     db.drop().await?;
     let rows = result?;

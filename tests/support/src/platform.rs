@@ -1,75 +1,37 @@
-//! `plinth bench rebuild`: how fast the read models rebuild from a large log, how much memory
-//! that takes, and how fast `access/check` answers over 10,000 tenants and 1,000 resource
-//! providers.
+//! A synthetic platform's log, written in bulk: a 10-ary tenant tree, locations and resource
+//! providers made available and authorized in subtrees, users with grants, then the metadata
+//! and renames a busy platform records most. For measuring (`plinth bench rebuild`, `bench
+//! audit`) and for tests on a large log; the caller projects it if it needs read models.
 
 use std::collections::BTreeSet;
-use std::time::{Duration, Instant};
 
-use anyhow::Context as _;
 use deadpool_postgres::Pool;
 use rand::rngs::StdRng;
-use rand::{Rng, SeedableRng};
+use rand::Rng;
 
 use plinth_domain::values::{AnnotationValue, Description, Name, QualifiedName, Role, StatusData};
 use plinth_domain::{Event, LocationId, ResourceId, ResourceProviderId, Scope, TenantId, UserId};
 
-use super::projection::ProjectionSet;
-use super::rebuild::{rebuild, RebuildProgress};
-use super::synthetic::LogWriter;
+use crate::LogWriter;
 
-/// What to measure.
+/// The size of the platform to write.
 #[derive(Debug, Clone)]
-pub struct BenchOptions {
-    /// Events in the synthetic log.
+pub struct PlatformShape {
+    /// Events in the log.
     pub events: u64,
     /// Tenants in the tree (capped by the number of events).
     pub tenants: usize,
     pub resource_providers: usize,
-    /// Access checks to time.
-    pub checks: usize,
 }
 
-impl Default for BenchOptions {
+impl Default for PlatformShape {
     fn default() -> Self {
         Self {
             events: 1_000_000,
             tenants: 10_000,
             resource_providers: 1_000,
-            checks: 20_000,
         }
     }
-}
-
-/// The figures.
-#[derive(Debug, Clone)]
-pub struct BenchReport {
-    pub events: u64,
-    pub tenants: usize,
-    pub resource_providers: usize,
-    pub log_write: Duration,
-    pub rebuild: Duration,
-    pub rebuild_events_per_sec: f64,
-    /// Peak resident memory of this process (VmHWM) before and after the rebuild, in KiB.
-    pub peak_rss_before_kib: u64,
-    pub peak_rss_after_kib: u64,
-    pub checks: usize,
-    pub allowed: usize,
-    pub check_p50_us: u64,
-    pub check_p99_us: u64,
-    pub check_max_us: u64,
-}
-
-/// The peak resident set size of this process, in KiB (Linux; 0 elsewhere).
-pub fn peak_rss_kib() -> u64 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmHWM:"))
-                .and_then(|l| l.split_whitespace().nth(1))
-                .and_then(|v| v.parse().ok())
-        })
-        .unwrap_or(0)
 }
 
 fn name(s: &str) -> Name {
@@ -83,16 +45,19 @@ fn qn(s: &str) -> QualifiedName {
 /// The synthetic platform: a 10-ary tenant tree (tenant i's parent is (i-1)/10), locations,
 /// resource providers each available and authorized (with include_subtenants) in a subtree of
 /// its owner, users with grants; then metadata and renames up to the event count.
-struct World {
-    tenants: Vec<TenantId>,
+#[derive(Debug, Clone)]
+pub struct SyntheticPlatform {
+    /// The tenant tree, 10-ary: tenant i's parent is tenant (i - 1) / 10.
+    pub tenants: Vec<TenantId>,
     /// For each resource provider, the tenant index where it is authorized.
-    rps: Vec<(ResourceProviderId, usize)>,
-    locations: Vec<LocationId>,
-    /// The actors of its events.
-    actors: Vec<String>,
+    pub rps: Vec<(ResourceProviderId, usize)>,
+    pub locations: Vec<LocationId>,
+    /// The actors of its events, each of an equal share of them.
+    pub actors: Vec<String>,
 }
 
-fn children_of(i: usize, n: usize) -> impl Iterator<Item = usize> {
+/// The indices of tenant `i`'s children in a tree of `n` tenants.
+pub fn children_of(i: usize, n: usize) -> impl Iterator<Item = usize> {
     (10 * i + 1..=10 * i + 10).filter(move |c| *c < n)
 }
 
@@ -112,7 +77,13 @@ fn path_of(i: usize, tenants: &[TenantId]) -> Vec<TenantId> {
 /// synthetic log's writing would wait seconds for their own events otherwise).
 const WRITE_BATCH: usize = 10_000;
 
-async fn write_log(pool: &Pool, options: &BenchOptions, rng: &mut StdRng) -> anyhow::Result<World> {
+/// Writes the synthetic log into the (empty, migrated) database behind `pool`, drawing its
+/// choices from `rng` (seed it for a repeatable log).
+pub async fn write_platform_log(
+    pool: &Pool,
+    options: &PlatformShape,
+    rng: &mut StdRng,
+) -> anyhow::Result<SyntheticPlatform> {
     let mut client = pool.get().await?;
     let mut log = LogWriter::with_actors(ACTORS);
     let mut batch: Vec<(String, Event)> = Vec::with_capacity(WRITE_BATCH);
@@ -290,7 +261,7 @@ async fn write_log(pool: &Pool, options: &BenchOptions, rng: &mut StdRng) -> any
         push!(tenants[t], event);
     }
     log.write(&mut client, &batch).await?;
-    Ok(World {
+    Ok(SyntheticPlatform {
         tenants,
         rps,
         locations: locations.into_iter().map(|(l, _)| l).collect(),
@@ -301,105 +272,3 @@ async fn write_log(pool: &Pool, options: &BenchOptions, rng: &mut StdRng) -> any
 /// Users the synthetic log's events are recorded for, in turn: an actor's audit page then
 /// picks one event in 100 from the whole log.
 const ACTORS: usize = 100;
-
-/// The synthetic platform's log, written and projected.
-#[derive(Debug, Clone)]
-pub struct SyntheticPlatform {
-    /// The tenant tree, 10-ary: tenant i's parent is tenant (i - 1) / 10.
-    pub tenants: Vec<TenantId>,
-    /// The actors of its events, each of an equal share of them.
-    pub actors: Vec<String>,
-}
-
-/// Writes the synthetic log of [`bench_rebuild`] into the (empty, migrated) database behind
-/// `pool` and rebuilds every projection from it: for measuring reads on a large log.
-pub async fn synthetic_platform(
-    pool: &Pool,
-    options: &BenchOptions,
-) -> anyhow::Result<SyntheticPlatform> {
-    let world = write_log(pool, options, &mut StdRng::seed_from_u64(7))
-        .await
-        .context("failed to write the synthetic log")?;
-    rebuild(pool, ProjectionSet::all(), |_| {}).await?;
-    Ok(SyntheticPlatform {
-        tenants: world.tenants,
-        actors: world.actors,
-    })
-}
-
-/// Writes the synthetic log into the (empty, migrated) database behind `pool`, rebuilds every
-/// projection from it, then times access checks.
-pub async fn bench_rebuild(
-    pool: &Pool,
-    options: &BenchOptions,
-    mut on_progress: impl FnMut(RebuildProgress) + Send,
-) -> anyhow::Result<BenchReport> {
-    let mut rng = StdRng::seed_from_u64(7);
-    let started = Instant::now();
-    let world = write_log(pool, options, &mut rng)
-        .await
-        .context("failed to write the synthetic log")?;
-    let log_write = started.elapsed();
-    let peak_rss_before_kib = peak_rss_kib();
-    let report = rebuild(pool, ProjectionSet::all(), &mut on_progress).await?;
-    let peak_rss_after_kib = peak_rss_kib();
-
-    let client = pool.get().await?;
-    let n = world.tenants.len();
-    let scopes: Vec<Scope> = ["loadbalancer:create", "network:read", "network:write"]
-        .iter()
-        .map(|s| Scope::parse(s).expect("valid scope"))
-        .collect();
-    let mut histogram = hdrhistogram::Histogram::<u64>::new_with_bounds(1, 10_000_000, 3)?;
-    let mut allowed = 0;
-    // Warm the statement cache and the buffer cache first.
-    for _ in 0..200 {
-        let (rp, _) = &world.rps[rng.gen_range(0..world.rps.len())];
-        let t = &world.tenants[rng.gen_range(0..n)];
-        super::queries::access_check(&client, rp.as_str(), t.as_str(), &scopes[0]).await?;
-    }
-    for _ in 0..options.checks {
-        let (rp, at) = &world.rps[rng.gen_range(0..world.rps.len())];
-        // Half the checks inside the authorized subtree (mostly allowed), half anywhere.
-        let tenant = if rng.gen_bool(0.5) {
-            let mut t = *at;
-            while rng.gen_bool(0.6) {
-                let children: Vec<usize> = children_of(t, n).collect();
-                if children.is_empty() {
-                    break;
-                }
-                t = children[rng.gen_range(0..children.len())];
-            }
-            t
-        } else {
-            rng.gen_range(0..n)
-        };
-        let scope = &scopes[rng.gen_range(0..scopes.len())];
-        let began = Instant::now();
-        let ok = super::queries::access_check(
-            &client,
-            rp.as_str(),
-            world.tenants[tenant].as_str(),
-            scope,
-        )
-        .await?;
-        histogram.record(began.elapsed().as_micros().max(1) as u64)?;
-        allowed += usize::from(ok);
-    }
-    let _ = &world.locations;
-    Ok(BenchReport {
-        events: report.events,
-        tenants: n,
-        resource_providers: world.rps.len(),
-        log_write,
-        rebuild: report.elapsed,
-        rebuild_events_per_sec: report.events_per_second(),
-        peak_rss_before_kib,
-        peak_rss_after_kib,
-        checks: options.checks,
-        allowed,
-        check_p50_us: histogram.value_at_quantile(0.50),
-        check_p99_us: histogram.value_at_quantile(0.99),
-        check_max_us: histogram.max(),
-    })
-}

@@ -1,0 +1,42 @@
+//! `plinth bench`: each benchmark on a throwaway database (and, for the relay, fresh topics),
+//! each against a baseline or a goal measured in the same run. Nothing here runs in
+//! `plinth serve`; the synthetic logs come from `plinth-test-support`, shared with the tests.
+
+mod append;
+mod audit;
+mod rebuild;
+mod relay;
+
+#[derive(Debug, clap::Subcommand)]
+pub(crate) enum BenchCommand {
+    /// HTTP command throughput vs raw one-transaction-per-event inserts.
+    Append(append::BenchAppendArgs),
+    /// Read-model rebuild rate and access-check latency.
+    Rebuild(rebuild::BenchRebuildArgs),
+    /// Relay throughput and command-to-Kafka latency.
+    Relay(relay::BenchRelayArgs),
+    /// Audit page latency (tenant subtree, actor, correlation id) and export throughput.
+    Audit(audit::BenchAuditArgs),
+}
+
+pub(crate) async fn run(command: BenchCommand) -> anyhow::Result<()> {
+    match command {
+        BenchCommand::Append(args) => append::run(args).await,
+        BenchCommand::Rebuild(args) => rebuild::run(args).await,
+        BenchCommand::Relay(args) => relay::run(args).await,
+        BenchCommand::Audit(args) => audit::run(args).await,
+    }
+}
+
+/// The peak resident set size of this process, in KiB (Linux; 0 elsewhere).
+fn peak_rss_kib() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmHWM:"))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|v| v.parse().ok())
+        })
+        .unwrap_or(0)
+}
