@@ -5,5 +5,6 @@
 //! by `plinth_commands::follower`) and keeps its own checkpoint, so nothing is lost when a
 //! process dies between a commit and an update.
 
+#[cfg(feature = "kafka")]
+pub mod kafka;
 pub mod read;
-pub mod relay;

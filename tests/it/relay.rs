@@ -13,7 +13,7 @@ use std::time::Duration;
 use deadpool_postgres::Pool;
 use plinth_commands::{Checkpoint, CommandBus, EventStore, StoredEvent, Submission};
 use plinth_domain::{Actor, Command, UserId};
-use plinth_projections::relay::{self, ConsumeConfig, RelayConfig};
+use plinth_projections::kafka::{self, ConsumeConfig, RelayConfig};
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{Consumer as _, StreamConsumer};
 use rdkafka::message::{Headers as _, Message as _};
@@ -77,7 +77,7 @@ pub struct Running {
 
 pub fn start_relay(pool: &Pool, config: &RelayConfig) -> Running {
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let task = tokio::spawn(relay::run(pool.clone(), config.clone(), async move {
+    let task = tokio::spawn(kafka::run(pool.clone(), config.clone(), async move {
         let _ = stopped.await;
     }));
     Running { task, stop }
@@ -115,7 +115,7 @@ pub async fn head(pool: &Pool) -> Checkpoint {
 }
 
 pub async fn checkpoint(pool: &Pool) -> Checkpoint {
-    relay::checkpoint(pool, relay::DEFAULT_NAME)
+    kafka::checkpoint(pool, kafka::DEFAULT_NAME)
         .await
         .unwrap()
         .unwrap_or_default()
@@ -250,7 +250,7 @@ pub fn verify(events: &[StoredEvent], received: &[Received], prefix: &str) -> us
             .get(r.header("ce_id"))
             .unwrap_or_else(|| panic!("a message for no event of the log: {r:?}"));
         delivered.insert(r.header("ce_id"));
-        assert_eq!(r.topic, relay::topic_for_stream(prefix, &e.stream_id));
+        assert_eq!(r.topic, kafka::topic_for_stream(prefix, &e.stream_id));
         assert!(
             r.topic.starts_with(prefix) && !r.topic.ends_with(".unknown"),
             "{}",
@@ -446,7 +446,7 @@ async fn every_event_is_published_once_to_its_topic_keyed_by_stream_with_cloudev
 
     scenario(&bus, &store, "before").await;
     let backlog = head(&db.pool).await;
-    let lag = relay::lag(&db.pool, relay::DEFAULT_NAME).await.unwrap();
+    let lag = kafka::lag(&db.pool, kafka::DEFAULT_NAME).await.unwrap();
     // A plain count: the gap-safe tail may not show the newest events yet (it waits for the
     // oldest transaction running anywhere in the cluster), but they are lag all the same.
     let logged = committed_events(&db.pool).await as u64;
@@ -461,7 +461,7 @@ async fn every_event_is_published_once_to_its_topic_keyed_by_stream_with_cloudev
     scenario(&bus, &store, "during").await;
     wait_caught_up(&db.pool).await;
     assert!(checkpoint(&db.pool).await > backlog);
-    let lag = relay::lag(&db.pool, relay::DEFAULT_NAME).await.unwrap();
+    let lag = kafka::lag(&db.pool, kafka::DEFAULT_NAME).await.unwrap();
     assert_eq!(
         (lag.events, lag.seconds),
         (0, 0.0),
@@ -855,7 +855,7 @@ async fn republish_resends_exactly_the_requested_range_and_leaves_the_checkpoint
     positions.sort();
     let (from, to) = (positions[3], positions[positions.len() - 5]);
     let again = unique("again");
-    let sent = relay::republish(
+    let sent = kafka::republish(
         db.pool.clone(),
         RelayConfig::new(brokers(), &again),
         from,
@@ -879,7 +879,7 @@ async fn republish_resends_exactly_the_requested_range_and_leaves_the_checkpoint
 
     // Without an upper bound: to the head of the log.
     let tail = unique("tail");
-    let sent = relay::republish(
+    let sent = kafka::republish(
         db.pool.clone(),
         RelayConfig::new(brokers(), &tail),
         to,
@@ -926,7 +926,7 @@ async fn the_example_consumer_commits_offsets_only_for_what_it_processed() {
     let mut consume = ConsumeConfig::new(brokers(), &group, vec![format!("{prefix}.tenants")]);
     consume.max_events = Some(6);
     let mut first = Vec::new();
-    let stats = relay::consume(&consume, std::future::pending(), |e| {
+    let stats = kafka::consume(&consume, std::future::pending(), |e| {
         first.push(e);
         async { Ok(()) }
     })
@@ -946,14 +946,14 @@ async fn the_example_consumer_commits_offsets_only_for_what_it_processed() {
     .await;
     wait_caught_up(&db.pool).await;
     consume.max_events = Some(1);
-    let failed = relay::consume(&consume, std::future::pending(), |_| async {
+    let failed = kafka::consume(&consume, std::future::pending(), |_| async {
         anyhow::bail!("not today")
     })
     .await;
     assert!(failed.is_err());
     // ...so the group gets it again, and only it: the six before were committed.
     let mut second = Vec::new();
-    relay::consume(&consume, std::future::pending(), |e| {
+    kafka::consume(&consume, std::future::pending(), |e| {
         second.push(e);
         async { Ok(()) }
     })
@@ -1003,7 +1003,7 @@ async fn a_relay_without_a_database_url_is_woken_by_notifications_not_by_its_pol
 #[test]
 fn the_event_catalogue_in_docs_matches_the_rust_types() {
     let update = std::env::var("PLINTH_UPDATE_SCHEMA").is_ok_and(|v| v == "1");
-    relay::check_docs(&repo().join("docs"), update).unwrap();
+    kafka::check_docs(&repo().join("docs"), update).unwrap();
 }
 
 /// Bootstrapping a new downstream consumer from position 0 (docs/events.md): a second relay
@@ -1032,7 +1032,7 @@ async fn a_relay_with_its_own_name_replays_the_whole_log_to_its_own_prefix_besid
     );
     let head = head(&db.pool).await;
     let deadline = tokio::time::Instant::now() + PATIENCE;
-    while relay::checkpoint(&db.pool, &name)
+    while kafka::checkpoint(&db.pool, &name)
         .await
         .unwrap()
         .unwrap_or_default()

@@ -20,7 +20,7 @@ use rdkafka::{Offset, TopicPartitionList};
 use tokio::time::Instant;
 use uuid::Uuid;
 
-use plinth_projections::relay::{self, checkpoint, RelayConfig, TracingContext as Context};
+use plinth_projections::kafka::{self, checkpoint, RelayConfig, TracingContext as Context};
 use plinth_test_support::{seed_log, ScratchDatabase};
 
 #[derive(Debug, clap::Args)]
@@ -182,7 +182,7 @@ async fn measure(options: &BenchOptions, scratch: &ScratchDatabase) -> anyhow::R
         ..RelayConfig::new(&options.brokers, &prefix)
     };
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let relay = tokio::spawn(relay::run(pool.clone(), config.clone(), async move {
+    let relay = tokio::spawn(kafka::run(pool.clone(), config.clone(), async move {
         let _ = stopped.await;
     }));
 

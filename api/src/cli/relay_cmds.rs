@@ -1,8 +1,8 @@
 //! CLI glue for the Kafka relay (`plinth relay`, `republish`, `consume`, `bench relay`).
-//! Everything of substance lives in `plinth_projections::relay`.
+//! Everything of substance lives in `plinth_projections::kafka`.
 
 use anyhow::Context as _;
-use plinth_projections::relay::{self, ConsumeConfig, RelayConfig};
+use plinth_projections::kafka::{self, ConsumeConfig, RelayConfig};
 
 #[derive(Debug, clap::Args)]
 pub(crate) struct RelayArgs {
@@ -14,7 +14,7 @@ pub(crate) struct RelayArgs {
     pub(crate) topic_prefix: String,
     /// Checkpoint name: processes sharing it elect one leader; another name publishes the
     /// whole log again, independently (e.g. to a second cluster).
-    #[arg(long, env = "PLINTH_KAFKA_RELAY_NAME", default_value = relay::DEFAULT_NAME)]
+    #[arg(long, env = "PLINTH_KAFKA_RELAY_NAME", default_value = kafka::DEFAULT_NAME)]
     pub(crate) name: String,
     /// Partitions of topics the relay creates.
     #[arg(long, env = "PLINTH_KAFKA_PARTITIONS", default_value_t = 6)]
@@ -84,13 +84,13 @@ pub(crate) async fn relay(args: RelayArgs) -> anyhow::Result<()> {
         replication_factor: args.replication_factor,
         ..RelayConfig::new(args.kafka_brokers, args.topic_prefix)
     };
-    relay::run(pool, config, crate::app::shutdown_signal()).await
+    kafka::run(pool, config, crate::app::shutdown_signal()).await
 }
 
 pub(crate) async fn republish(args: RepublishArgs) -> anyhow::Result<()> {
     let pool = connect(&args.database_url).await?;
     let config = RelayConfig::new(args.kafka_brokers, args.topic_prefix);
-    let sent = relay::republish(pool, config, args.from_position, args.to_position).await?;
+    let sent = kafka::republish(pool, config, args.from_position, args.to_position).await?;
     println!("republished {sent} event(s)");
     Ok(())
 }
@@ -99,7 +99,7 @@ pub(crate) async fn consume(args: ConsumeArgs) -> anyhow::Result<()> {
     let mut config = ConsumeConfig::new(args.kafka_brokers, args.group, vec![args.topic]);
     config.from_beginning = !args.from_latest;
     config.max_events = args.max_events;
-    let stats = relay::consume(&config, crate::app::shutdown_signal(), |event| {
+    let stats = kafka::consume(&config, crate::app::shutdown_signal(), |event| {
         // The "processing": one JSON line per event on stdout.
         let line = serde_json::to_string(&event);
         async move {

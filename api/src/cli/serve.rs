@@ -64,7 +64,7 @@ pub(crate) async fn serve(mut settings: Settings, dev: bool, parts: Parts) -> an
     }
     match (&settings.kafka_brokers, parts.without_relay) {
         (Some(brokers), false) => {
-            let mut config = plinth_projections::relay::RelayConfig::new(
+            let mut config = plinth_projections::kafka::RelayConfig::new(
                 brokers.clone(),
                 settings.kafka_topic_prefix.clone(),
             );
@@ -75,7 +75,7 @@ pub(crate) async fn serve(mut settings: Settings, dev: bool, parts: Parts) -> an
             tasks.spawn(async move {
                 (
                     "kafka relay",
-                    plinth_projections::relay::run(pool, config, stopped(stop)).await,
+                    plinth_projections::kafka::run(pool, config, stopped(stop)).await,
                 )
             });
         }
