@@ -129,20 +129,29 @@ fn problem_with(
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let (status, code, detail) = self.parts();
-        if status.is_server_error() {
+        if status == StatusCode::SERVICE_UNAVAILABLE {
+            // Expected while a dependency is down or a read waits; not a bug.
+            tracing::warn!(error = ?self, "request refused for now");
+        } else if status.is_server_error() {
             tracing::error!(error = ?self, "request failed");
         }
         if let Self::HasDependents { dependents, .. } = &self {
             return problem_with(status, code, &detail, json!({ "dependents": dependents }));
         }
         let mut response = problem(status, code, &detail);
-        if let Self::Unavailable {
-            retry_after_secs, ..
-        } = &self
-        {
+        // Every 503 says when to come back: clients (and the idempotent retry of a command
+        // whose outcome they do not know) should not hammer a server that is recovering.
+        let retry_after_secs = match &self {
+            Self::Unavailable {
+                retry_after_secs, ..
+            } => Some(*retry_after_secs),
+            Self::Command(CommandError::Unavailable(_)) => Some(1),
+            _ => None,
+        };
+        if let Some(secs) = retry_after_secs {
             response
                 .headers_mut()
-                .insert(header::RETRY_AFTER, HeaderValue::from(*retry_after_secs));
+                .insert(header::RETRY_AFTER, HeaderValue::from(secs));
         }
         response
     }

@@ -19,14 +19,24 @@ use crate::relay::{brokers, read_all, unique, verify, wait_caught_up};
 use crate::support::{all_events, plinth_binary, test_db, TestDb, ADMIN, HORIZON, SECRET};
 
 /// A `plinth serve` child process.
-struct Server {
+pub(crate) struct Server {
     child: Child,
-    base: String,
+    pub(crate) base: String,
 }
 
 impl Server {
     /// Starts `plinth serve` on `db` (projectors and relay included) and waits until ready.
-    async fn start(db: &TestDb, port: u16, topic_prefix: &str) -> Self {
+    pub(crate) async fn start(db: &TestDb, port: u16, topic_prefix: &str) -> Self {
+        Self::start_with(db, port, topic_prefix, &[]).await
+    }
+
+    /// [`Server::start`] with more environment variables.
+    pub(crate) async fn start_with(
+        db: &TestDb,
+        port: u16,
+        topic_prefix: &str,
+        env: &[(&str, &str)],
+    ) -> Self {
         let child = Command::new(plinth_binary())
             .arg("serve")
             .env("DATABASE_URL", &db.url)
@@ -36,6 +46,7 @@ impl Server {
             .env("PLINTH_KAFKA_BROKERS", brokers())
             .env("PLINTH_KAFKA_TOPIC_PREFIX", topic_prefix)
             .env("RUST_LOG", "warn")
+            .envs(env.iter().copied())
             .stdout(Stdio::null())
             .kill_on_drop(true)
             .spawn()
@@ -62,7 +73,7 @@ impl Server {
     }
 
     /// SIGTERM, then its exit status (graceful shutdown).
-    async fn terminate(mut self) -> std::process::ExitStatus {
+    pub(crate) async fn terminate(mut self) -> std::process::ExitStatus {
         let pid = self.child.id().expect("running").to_string();
         let status = std::process::Command::new("kill")
             .args(["-TERM", &pid])
@@ -76,7 +87,7 @@ impl Server {
     }
 }
 
-fn free_port() -> u16 {
+pub(crate) fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
@@ -164,7 +175,7 @@ fn drive(
 }
 
 /// Creates `n` root tenants through `base`; returns their ids.
-async fn create_tenants(base: &str, token: &str, n: usize) -> Vec<String> {
+pub(crate) async fn create_tenants(base: &str, token: &str, n: usize) -> Vec<String> {
     let http = reqwest::Client::new();
     let mut ids = Vec::new();
     for i in 0..n {
@@ -179,7 +190,12 @@ async fn create_tenants(base: &str, token: &str, n: usize) -> Vec<String> {
 
 /// Waits until the projections behind `base` cover `last`, then compares every read-model
 /// table with a rebuild of the log up to `last` (`plinth replay --until-position`).
-async fn assert_read_models_equal_a_rebuild(db: &TestDb, base: &str, token: &str, last: i64) {
+pub(crate) async fn assert_read_models_equal_a_rebuild(
+    db: &TestDb,
+    base: &str,
+    token: &str,
+    last: i64,
+) {
     let reply = reqwest::Client::new()
         .get(format!("{base}/v1/tenants?min_position={last}"))
         .bearer_auth(token)

@@ -17,7 +17,12 @@ pub struct TestDb {
 }
 
 pub async fn test_db() -> TestDb {
-    let db = ScratchDatabase::create(&test_server_url(), "plinth_test")
+    test_db_on(&test_server_url()).await
+}
+
+/// A fresh, migrated database on the server of `server_url` (e.g. a test's private cluster).
+pub async fn test_db_on(server_url: &str) -> TestDb {
+    let db = ScratchDatabase::create(server_url, "plinth_test")
         .await
         .expect("PostgreSQL must be running: run scripts/test, which starts it");
     let pool = db.migrated_pool(16).await.expect("migrations");
