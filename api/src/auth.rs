@@ -184,6 +184,18 @@ async fn authenticate(parts: &Parts, auth: &Auth) -> Result<Caller, ApiError> {
         ));
     }
     let issuer = claims.iss.unwrap_or_default();
+    // The user is recorded with its issuer and subject (an event, a read-model row): text
+    // PostgreSQL cannot store would fail that write, or the projector after it.
+    if claims
+        .sub
+        .chars()
+        .chain(issuer.chars())
+        .any(char::is_control)
+    {
+        return Err(ApiError::Unauthenticated(
+            "the token's `sub` or `iss` holds control characters".into(),
+        ));
+    }
     let user_id = UserId::for_identity(&issuer, &claims.sub);
     let known = auth
         .known_users

@@ -23,6 +23,26 @@ pub enum ValueError {
     StatusData,
     #[error("`{0}` is not a role (expected viewer, editor or admin)")]
     Role(String),
+    #[error("{0} must not contain control characters")]
+    ControlCharacter(&'static str),
+    #[error("{0} must not contain the NUL character (U+0000)")]
+    Nul(&'static str),
+}
+
+/// Text PostgreSQL cannot store: it refuses U+0000 in `text` and `jsonb`. Refused up front, so
+/// that such a value is a 400 and never a failed write (or an event no projector can apply).
+fn has_nul(s: &str) -> bool {
+    s.contains('\0')
+}
+
+/// True when a string anywhere in `value` (keys included) holds U+0000.
+fn json_has_nul(value: &serde_json::Value) -> bool {
+    match value {
+        serde_json::Value::String(s) => has_nul(s),
+        serde_json::Value::Array(items) => items.iter().any(json_has_nul),
+        serde_json::Value::Object(map) => map.iter().any(|(k, v)| has_nul(k) || json_has_nul(v)),
+        _ => false,
+    }
 }
 
 macro_rules! string_value {
@@ -51,7 +71,8 @@ macro_rules! string_value {
     };
 }
 
-/// A display name: 1–255 characters once trimmed; stored trimmed.
+/// A display name: 1–255 characters once trimmed, none of them a control character; stored
+/// trimmed.
 #[derive(
     Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, schemars::JsonSchema,
 )]
@@ -65,6 +86,9 @@ impl Name {
         if chars == 0 || chars > 255 {
             return Err(ValueError::Name);
         }
+        if trimmed.chars().any(char::is_control) {
+            return Err(ValueError::ControlCharacter("name"));
+        }
         Ok(Self(trimmed.to_owned()))
     }
 
@@ -75,7 +99,7 @@ impl Name {
 }
 string_value!(Name);
 
-/// Free text, at most 4096 characters.
+/// Free text, at most 4096 characters (newlines and tabs welcome, U+0000 not).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(try_from = "String", into = "String")]
 pub struct Description(String);
@@ -84,6 +108,9 @@ impl Description {
     pub fn parse(s: &str) -> Result<Self, ValueError> {
         if s.chars().count() > 4096 {
             return Err(ValueError::Description);
+        }
+        if has_nul(s) {
+            return Err(ValueError::Nul("description"));
         }
         Ok(Self(s.to_owned()))
     }
@@ -183,7 +210,7 @@ impl QualifiedName {
 }
 string_value!(QualifiedName);
 
-/// An annotation's value: any string up to 64 KiB.
+/// An annotation's value: any string up to 64 KiB without U+0000.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(try_from = "String", into = "String")]
 pub struct AnnotationValue(String);
@@ -193,12 +220,15 @@ impl AnnotationValue {
         if s.len() > 65_536 {
             return Err(ValueError::AnnotationValue);
         }
+        if has_nul(s) {
+            return Err(ValueError::Nul("annotation value"));
+        }
         Ok(Self(s.to_owned()))
     }
 }
 string_value!(AnnotationValue);
 
-/// A status: a JSON object up to 64 KiB when serialized.
+/// A status: a JSON object up to 64 KiB when serialized, without U+0000 in any string.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(try_from = "serde_json::Value", into = "serde_json::Value")]
 pub struct StatusData(serde_json::Map<String, serde_json::Value>);
@@ -212,6 +242,9 @@ impl StatusData {
                     .len();
                 if size > 65_536 {
                     return Err(ValueError::StatusData);
+                }
+                if map.iter().any(|(k, v)| has_nul(k) || json_has_nul(v)) {
+                    return Err(ValueError::Nul("status data"));
                 }
                 Ok(Self(map))
             }
@@ -293,6 +326,40 @@ mod tests {
         assert!(Name::parse(&"é".repeat(255)).is_ok());
         assert_eq!(Name::parse(&"x".repeat(256)), Err(ValueError::Name));
         assert_eq!(Name::parse("Prod").unwrap().uniqueness_key(), "prod");
+    }
+
+    /// PostgreSQL refuses U+0000 in text and jsonb: such a value must be refused here (a 400),
+    /// never reach a write (a 500) or an event no projector could apply.
+    #[test]
+    fn text_postgresql_cannot_store_is_refused() {
+        assert_eq!(
+            Name::parse("a\u{0}b"),
+            Err(ValueError::ControlCharacter("name"))
+        );
+        assert_eq!(
+            Name::parse("tab\tinside"),
+            Err(ValueError::ControlCharacter("name"))
+        );
+        assert_eq!(
+            Description::parse("x\u{0}"),
+            Err(ValueError::Nul("description"))
+        );
+        assert!(Description::parse("two\nlines\tand a tab").is_ok());
+        assert_eq!(
+            AnnotationValue::parse("\u{0}"),
+            Err(ValueError::Nul("annotation value"))
+        );
+        for nested in [
+            serde_json::json!({"a": "\u{0}"}),
+            serde_json::json!({"a\u{0}": 1}),
+            serde_json::json!({"a": [{"b": ["\u{0}"]}]}),
+        ] {
+            assert_eq!(
+                StatusData::parse(nested),
+                Err(ValueError::Nul("status data"))
+            );
+        }
+        assert!(StatusData::parse(serde_json::json!({"a": ["ok", {"b": 1}]})).is_ok());
     }
 
     #[test]

@@ -3,7 +3,7 @@
 
 use serde_json::json;
 
-use crate::support::{committed_events, spawn_app_with_admins, TestApp, SECRET};
+use crate::support::{committed_events, spawn_app_with_admins, TestApp, ADMIN, SECRET};
 
 /// A token from `issuer` for `subject`, signed with the test secret.
 fn token_from(issuer: &str, subject: &str) -> String {
@@ -16,6 +16,19 @@ async fn creates_a_root(app: &TestApp, token: &str, name: &str) -> u16 {
     app.command(token, "CreateTenant", json!({"name": name}))
         .await
         .status
+}
+
+/// A subject PostgreSQL could not store (U+0000) or that no one could read back (control
+/// characters) is nobody: 401, and no user recorded (the hostile-input fuzz found the 500).
+#[tokio::test]
+async fn a_subject_with_control_characters_is_401_and_records_nothing() {
+    let app = spawn_app_with_admins(&[ADMIN]).await;
+    for subject in ["nul\u{0}inside", "bell\u{7}", "line\nbreak"] {
+        let token = app.token(subject);
+        let me = app.get(&token, "/v1/me").await;
+        assert_eq!(me.status, 401, "subject {subject:?}: {me:?}");
+    }
+    assert_eq!(committed_events(&app.db.pool).await, 0);
 }
 
 #[tokio::test]

@@ -66,6 +66,17 @@ impl Server {
         panic!("plinth serve never became ready");
     }
 
+    /// Its resident memory now, in KiB (Linux `VmRSS`).
+    pub(crate) fn rss_kib(&self) -> u64 {
+        let pid = self.child.id().expect("running");
+        std::fs::read_to_string(format!("/proc/{pid}/status"))
+            .expect("a running process has a status")
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.split_whitespace().next()?.parse().ok())
+            .expect("VmRSS")
+    }
+
     /// SIGKILL: nothing of its shutdown path runs.
     async fn kill(mut self) {
         self.child.start_kill().unwrap();

@@ -15,6 +15,7 @@ mod audit_verify;
 mod commands_api;
 mod crash;
 mod event_store;
+mod hostile_http;
 mod lifecycle;
 mod log_order;
 mod metadata;
