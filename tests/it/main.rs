@@ -12,6 +12,7 @@ mod admins;
 mod audit_export;
 mod audit_scale;
 mod audit_verify;
+mod authz_matrix;
 mod commands_api;
 mod crash;
 mod event_store;
