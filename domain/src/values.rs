@@ -53,7 +53,17 @@ macro_rules! string_value {
 
 /// A display name: 1–255 characters once trimmed; stored trimmed.
 #[derive(
-    Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, schemars::JsonSchema,
+    Debug,
+    Clone,
+    PartialEq,
+    Eq,
+    Hash,
+    PartialOrd,
+    Ord,
+    Serialize,
+    Deserialize,
+    schemars::JsonSchema,
+    utoipa::ToSchema,
 )]
 #[serde(try_from = "String", into = "String")]
 pub struct Name(String);
@@ -76,7 +86,9 @@ impl Name {
 string_value!(Name);
 
 /// Free text, at most 4096 characters.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+#[derive(
+    Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema, utoipa::ToSchema,
+)]
 #[serde(try_from = "String", into = "String")]
 pub struct Description(String);
 
@@ -101,7 +113,17 @@ fn is_scope_word(s: &str) -> bool {
 
 /// `<resource>:<action>` or `<resource>:*`, lowercase words (`loadbalancer:*`, `network:read`).
 #[derive(
-    Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, schemars::JsonSchema,
+    Debug,
+    Clone,
+    PartialEq,
+    Eq,
+    Hash,
+    PartialOrd,
+    Ord,
+    Serialize,
+    Deserialize,
+    schemars::JsonSchema,
+    utoipa::ToSchema,
 )]
 #[serde(try_from = "String", into = "String")]
 pub struct Scope(String);
@@ -141,7 +163,17 @@ pub fn scopes_cover(granted: &BTreeSet<Scope>, wanted: &Scope) -> bool {
 /// (`example.com/owner`, `plinth.io/protect`). Used for annotation keys, status sources and
 /// finalizers.
 #[derive(
-    Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, schemars::JsonSchema,
+    Debug,
+    Clone,
+    PartialEq,
+    Eq,
+    Hash,
+    PartialOrd,
+    Ord,
+    Serialize,
+    Deserialize,
+    schemars::JsonSchema,
+    utoipa::ToSchema,
 )]
 #[serde(try_from = "String", into = "String")]
 pub struct QualifiedName(String);
@@ -184,7 +216,9 @@ impl QualifiedName {
 string_value!(QualifiedName);
 
 /// An annotation's value: any string up to 64 KiB.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+#[derive(
+    Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema, utoipa::ToSchema,
+)]
 #[serde(try_from = "String", into = "String")]
 pub struct AnnotationValue(String);
 
@@ -199,7 +233,9 @@ impl AnnotationValue {
 string_value!(AnnotationValue);
 
 /// A status: a JSON object up to 64 KiB when serialized.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+#[derive(
+    Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema, utoipa::ToSchema,
+)]
 #[serde(try_from = "serde_json::Value", into = "serde_json::Value")]
 pub struct StatusData(serde_json::Map<String, serde_json::Value>);
 
@@ -250,6 +286,7 @@ impl From<StatusData> for serde_json::Value {
     Serialize,
     Deserialize,
     schemars::JsonSchema,
+    utoipa::ToSchema,
 )]
 #[serde(rename_all = "lowercase")]
 pub enum Role {

@@ -18,6 +18,7 @@ mod event_store;
 mod lifecycle;
 mod log_order;
 mod metadata;
+mod openapi;
 mod query_params;
 mod read_side;
 mod relay;
