@@ -8,12 +8,13 @@ use anyhow::Context as _;
 use axum::extract::{DefaultBodyLimit, MatchedPath};
 use axum::http::{header, Request, StatusCode};
 use axum::response::Response;
-use axum::routing::{get, post};
 use axum::Router;
 use tokio::net::TcpListener;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::TraceLayer;
+use utoipa::OpenApi as _;
+use utoipa_axum::router::OpenApiRouter;
 
 use plinth_commands::{CommandBus, EventStore};
 
@@ -62,17 +63,25 @@ pub async fn build_state(settings: Settings) -> anyhow::Result<AppState> {
     })
 }
 
+/// Every route, each with its OpenAPI operation (`#[utoipa::path]` on the handler): `routes!`
+/// adds the route to the router and the operation to the document at once, so that
+/// [`router`] and `/openapi.json` are built from this one list.
+pub(crate) fn documented_routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::with_openapi(routes::openapi::ApiDoc::openapi())
+        .routes(utoipa_axum::routes!(routes::commands::submit))
+        .routes(utoipa_axum::routes!(routes::me::me))
+        .merge(routes::queries::router())
+        .routes(utoipa_axum::routes!(routes::ops::healthz))
+        .routes(utoipa_axum::routes!(routes::ops::readyz))
+        .routes(utoipa_axum::routes!(routes::ops::metrics))
+        .routes(utoipa_axum::routes!(routes::openapi::openapi))
+}
+
 /// The router with every route and layer.
 pub fn router(state: AppState) -> Router {
     let timeout = Duration::from_secs(state.settings.request_timeout_secs);
-    Router::new()
-        .route("/v1/commands", post(routes::commands::submit))
-        .route("/v1/me", get(routes::me::me))
-        .merge(routes::queries::router())
-        .route("/healthz", get(routes::ops::healthz))
-        .route("/readyz", get(routes::ops::readyz))
-        .route("/metrics", get(routes::ops::metrics))
-        .route("/openapi.json", get(routes::openapi::openapi))
+    let (routes, _document) = documented_routes().split_for_parts();
+    routes
         .route_layer(axum::middleware::from_fn(
             routes::query_names::reject_unknown,
         ))

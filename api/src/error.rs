@@ -2,7 +2,7 @@
 
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use serde_json::json;
+use serde::Serialize;
 
 use plinth_commands::CommandError;
 use plinth_domain::DomainError;
@@ -40,7 +40,23 @@ pub enum ApiError {
     HasDependents { id: String, dependents: Vec<String> },
     /// 500: logged in full, answered with a generic body.
     #[error(transparent)]
-    Internal(#[from] anyhow::Error),
+    Internal(anyhow::Error),
+}
+
+/// A failure from below: 503 when the database is unreachable (it may be back in a moment),
+/// 500 for anything else.
+impl From<anyhow::Error> for ApiError {
+    fn from(error: anyhow::Error) -> Self {
+        if plinth_commands::database_unreachable(&error) {
+            tracing::warn!(error = format!("{error:#}"), "database unavailable");
+            Self::Unavailable {
+                detail: "the database is unavailable; retry shortly".into(),
+                retry_after_secs: 1,
+            }
+        } else {
+            Self::Internal(error)
+        }
+    }
 }
 
 impl ApiError {
@@ -97,27 +113,41 @@ fn domain_status(error: &DomainError) -> StatusCode {
     }
 }
 
-/// Renders a problem document.
-pub fn problem(status: StatusCode, code: &str, detail: &str) -> Response {
-    problem_with(status, code, detail, json!({}))
+/// A problem document (RFC 9457), the body of every error answer.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct Problem {
+    /// `urn:plinth:problem:<code>`, e.g. `urn:plinth:problem:not-found`.
+    #[serde(rename = "type")]
+    pub problem_type: String,
+    /// The status's reason phrase.
+    pub title: String,
+    pub status: u16,
+    /// What went wrong, for a person to read.
+    pub detail: String,
+    /// What still depends on the target of a refused delete (409 `has-dependents` only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub dependents: Option<Vec<String>>,
 }
 
-/// Renders a problem document with extension members (RFC 9457 §3.2) beside the standard ones.
+/// Renders a problem document.
+pub fn problem(status: StatusCode, code: &str, detail: &str) -> Response {
+    problem_with(status, code, detail, None)
+}
+
+/// Renders a problem document, with the dependents of a refused delete when there are some.
 fn problem_with(
     status: StatusCode,
     code: &str,
     detail: &str,
-    extensions: serde_json::Value,
+    dependents: Option<Vec<String>>,
 ) -> Response {
-    let mut body = json!({
-        "type": format!("urn:plinth:problem:{code}"),
-        "title": status.canonical_reason().unwrap_or("Error"),
-        "status": status.as_u16(),
-        "detail": detail,
-    });
-    if let (Some(body), Some(extra)) = (body.as_object_mut(), extensions.as_object()) {
-        body.extend(extra.clone());
-    }
+    let body = Problem {
+        problem_type: format!("urn:plinth:problem:{code}"),
+        title: status.canonical_reason().unwrap_or("Error").to_owned(),
+        status: status.as_u16(),
+        detail: detail.to_owned(),
+        dependents,
+    };
     let mut response = (status, axum::Json(body)).into_response();
     response.headers_mut().insert(
         header::CONTENT_TYPE,
@@ -136,7 +166,7 @@ impl IntoResponse for ApiError {
             tracing::error!(error = ?self, "request failed");
         }
         if let Self::HasDependents { dependents, .. } = &self {
-            return problem_with(status, code, &detail, json!({ "dependents": dependents }));
+            return problem_with(status, code, &detail, Some(dependents.clone()));
         }
         let mut response = problem(status, code, &detail);
         // Every 503 says when to come back: clients (and the idempotent retry of a command

@@ -23,7 +23,7 @@ mod submission;
 
 pub use batch::Processed;
 pub use committer::CommandBus;
-pub use error::CommandError;
+pub use error::{database_unreachable, CommandError};
 pub use locks::lock_streams;
 pub use log::read_after;
 pub use model::{AppendedEvent, Checkpoint, CommandOutcome, EventMetadata, StoredEvent};

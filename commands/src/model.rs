@@ -87,7 +87,7 @@ impl StoredEvent {
 }
 
 /// One appended event, as reported to the client.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct AppendedEvent {
     pub event_id: Uuid,
     pub event_type: String,
@@ -96,7 +96,7 @@ pub struct AppendedEvent {
 }
 
 /// The result of a command: what `POST /v1/commands` returns.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct CommandOutcome {
     pub command_id: Uuid,
     pub aggregate_id: String,

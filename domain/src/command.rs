@@ -14,7 +14,7 @@ use crate::values::{AnnotationValue, Description, Name, QualifiedName, Role, Sco
 macro_rules! payload {
     ($(#[$doc:meta])* $name:ident { $($(#[$fdoc:meta])* $field:ident : $ty:ty),* $(,)? }) => {
         $(#[$doc])*
-        #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+        #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
         #[serde(deny_unknown_fields)]
         pub struct $name { $($(#[$fdoc])* pub $field: $ty),* }
     };
@@ -119,7 +119,7 @@ payload!(RemoveFinalizer {
 });
 
 /// Every command a client may submit.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(tag = "type", content = "data", deny_unknown_fields)]
 pub enum Command {
     CreateTenant(CreateTenant),

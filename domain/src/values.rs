@@ -74,7 +74,17 @@ macro_rules! string_value {
 /// control characters stay allowed: names in logs written before would otherwise no longer
 /// decode.)
 #[derive(
-    Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, schemars::JsonSchema,
+    Debug,
+    Clone,
+    PartialEq,
+    Eq,
+    Hash,
+    PartialOrd,
+    Ord,
+    Serialize,
+    Deserialize,
+    schemars::JsonSchema,
+    utoipa::ToSchema,
 )]
 #[serde(try_from = "String", into = "String")]
 pub struct Name(String);
@@ -100,7 +110,9 @@ impl Name {
 string_value!(Name);
 
 /// Free text, at most 4096 characters (newlines and tabs welcome, U+0000 not).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+#[derive(
+    Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema, utoipa::ToSchema,
+)]
 #[serde(try_from = "String", into = "String")]
 pub struct Description(String);
 
@@ -128,7 +140,17 @@ fn is_scope_word(s: &str) -> bool {
 
 /// `<resource>:<action>` or `<resource>:*`, lowercase words (`loadbalancer:*`, `network:read`).
 #[derive(
-    Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, schemars::JsonSchema,
+    Debug,
+    Clone,
+    PartialEq,
+    Eq,
+    Hash,
+    PartialOrd,
+    Ord,
+    Serialize,
+    Deserialize,
+    schemars::JsonSchema,
+    utoipa::ToSchema,
 )]
 #[serde(try_from = "String", into = "String")]
 pub struct Scope(String);
@@ -168,7 +190,17 @@ pub fn scopes_cover(granted: &BTreeSet<Scope>, wanted: &Scope) -> bool {
 /// (`example.com/owner`, `plinth.io/protect`). Used for annotation keys, status sources and
 /// finalizers.
 #[derive(
-    Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, schemars::JsonSchema,
+    Debug,
+    Clone,
+    PartialEq,
+    Eq,
+    Hash,
+    PartialOrd,
+    Ord,
+    Serialize,
+    Deserialize,
+    schemars::JsonSchema,
+    utoipa::ToSchema,
 )]
 #[serde(try_from = "String", into = "String")]
 pub struct QualifiedName(String);
@@ -211,7 +243,9 @@ impl QualifiedName {
 string_value!(QualifiedName);
 
 /// An annotation's value: any string up to 64 KiB without U+0000.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+#[derive(
+    Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema, utoipa::ToSchema,
+)]
 #[serde(try_from = "String", into = "String")]
 pub struct AnnotationValue(String);
 
@@ -229,7 +263,9 @@ impl AnnotationValue {
 string_value!(AnnotationValue);
 
 /// A status: a JSON object up to 64 KiB when serialized, without U+0000 in any string.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+#[derive(
+    Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema, utoipa::ToSchema,
+)]
 #[serde(try_from = "serde_json::Value", into = "serde_json::Value")]
 pub struct StatusData(serde_json::Map<String, serde_json::Value>);
 
@@ -283,6 +319,7 @@ impl From<StatusData> for serde_json::Value {
     Serialize,
     Deserialize,
     schemars::JsonSchema,
+    utoipa::ToSchema,
 )]
 #[serde(rename_all = "lowercase")]
 pub enum Role {

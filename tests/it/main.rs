@@ -20,6 +20,7 @@ mod hostile_http;
 mod lifecycle;
 mod log_order;
 mod metadata;
+mod openapi;
 mod pg_restart;
 mod query_params;
 mod read_side;

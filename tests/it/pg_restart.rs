@@ -212,6 +212,21 @@ async fn a_postgresql_crash_under_load_gives_503s_then_recovers_alone_losing_not
     .await;
     let token = plinth_api::auth::mint_dev_token(SECRET, ADMIN, 3600).unwrap();
     let tenants = create_tenants(&server.base, &token, 8).await;
+    // The readers below expect their tenants in the read model: wait until the last is there.
+    let http = reqwest::Client::new();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    let last_tenant = format!("{}/v1/tenants/{}", server.base, tenants[7]);
+    while send(http.get(&last_tenant).bearer_auth(&token))
+        .await
+        .map(|a| a.status)
+        != Some(200)
+    {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the tenants were never projected"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 
     let stop = Arc::new(AtomicBool::new(false));
     let writers: Vec<_> = (0..12)
@@ -287,7 +302,6 @@ async fn a_postgresql_crash_under_load_gives_503s_then_recovers_alone_losing_not
     cluster.crash();
     // While it is down: the server says it is not ready, and stays up.
     tokio::time::sleep(Duration::from_millis(500)).await;
-    let http = reqwest::Client::new();
     let ready = send(http.get(format!("{}/readyz", server.base))).await;
     assert_eq!(
         ready.map(|a| a.status),

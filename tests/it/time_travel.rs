@@ -73,6 +73,9 @@ async fn replay_until_a_position_rebuilds_the_past_into_its_own_schema() {
         json!({"location_id": location, "tenant_id": alpha}),
     )
     .await;
+    // Replays read the log's gap-safe tail, which another test's open transaction can hold
+    // back: first wait until it shows every event above (a CI run failed here once).
+    crate::support::all_events(&app.db.pool).await;
     // The live read models, for comparison afterwards.
     let (ok, output) = replay(&app, &["--all"]);
     assert!(ok, "{output}");

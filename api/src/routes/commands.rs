@@ -9,11 +9,12 @@ use serde::Deserialize;
 use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
-use plinth_commands::{CommandError, IdempotencyKey, Submission};
+use plinth_commands::{CommandError, CommandOutcome, IdempotencyKey, Submission};
 use plinth_domain::{Command, DomainError};
 
 use crate::auth::Caller;
 use crate::error::ApiError;
+use crate::routes::openapi::CommandProblems;
 use crate::state::AppState;
 
 /// The request body.
@@ -28,6 +29,39 @@ struct Envelope {
     expected_version: Option<i64>,
 }
 
+// The request body as the document describes it. `Envelope` is what is parsed: it keeps `type`
+// and `data` as sent, for the idempotency hash and to name the command type in a 400, so this
+// type is never built. Its doc comments are the schema's descriptions.
+/// A command: its `type`, its `data` (the payload of that type) and an optional expected version.
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)]
+struct CommandRequest {
+    #[serde(flatten)]
+    command: Command,
+    /// Refuse (409 `version-conflict`) unless the target stream is at this version.
+    #[schema(minimum = 0)]
+    expected_version: Option<i64>,
+}
+
+#[utoipa::path(
+    post,
+    path = "/v1/commands",
+    tag = "commands",
+    summary = "Submit a command (`Idempotency-Key` header optional)",
+    request_body = CommandRequest,
+    params(
+        ("Idempotency-Key" = Option<String>, Header, description = "Up to 255 characters: a retry with the same key and request answers the first outcome (200); with another request, 422"),
+        ("X-Correlation-Id" = Option<uuid::Uuid>, Header, description = "Recorded on the events; defaults to the command's id"),
+        ("X-Causation-Id" = Option<uuid::Uuid>, Header, description = "Recorded on the events"),
+        ("traceparent" = Option<String>, Header, description = "W3C trace context, recorded on the events"),
+    ),
+    responses(
+        (status = 201, description = "Committed", body = CommandOutcome),
+        (status = 200, description = "Already committed under this `Idempotency-Key`: the first outcome", body = CommandOutcome),
+        CommandProblems,
+    ),
+    security(("bearer" = [])),
+)]
 pub(crate) async fn submit(
     State(state): State<AppState>,
     caller: Caller,

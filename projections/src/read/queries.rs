@@ -91,7 +91,7 @@ impl PageRequest {
     }
 }
 
-#[derive(Debug, Clone, Serialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, PartialEq, utoipa::ToSchema)]
 pub struct TenantView {
     pub id: String,
     pub name: String,
@@ -121,7 +121,7 @@ fn tenant_view(row: &Row) -> TenantView {
 }
 
 /// A descendant, with its depth below the tenant asked about (children are 1).
-#[derive(Debug, Clone, Serialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, PartialEq, utoipa::ToSchema)]
 pub struct DescendantView {
     #[serde(flatten)]
     pub tenant: TenantView,
@@ -200,7 +200,7 @@ pub async fn can_view_tenant(
 }
 
 /// A tenant as its GET answers it: with its metadata.
-#[derive(Debug, Clone, Serialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, PartialEq, utoipa::ToSchema)]
 pub struct TenantDetail {
     #[serde(flatten)]
     pub tenant: TenantView,
@@ -388,7 +388,7 @@ pub async fn descendants(
     )))
 }
 
-#[derive(Debug, Clone, Serialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, PartialEq, utoipa::ToSchema)]
 pub struct LocationView {
     pub id: String,
     pub tenant_id: String,
@@ -412,7 +412,7 @@ fn location_view(row: &Row) -> LocationView {
 }
 
 /// A location a tenant may use, and why.
-#[derive(Debug, Clone, Serialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, PartialEq, utoipa::ToSchema)]
 pub struct UsableLocation {
     #[serde(flatten)]
     pub location: LocationView,
@@ -529,7 +529,7 @@ async fn owned_location(
 }
 
 /// A tenant that may use a location (or where a resource provider holds scopes).
-#[derive(Debug, Clone, Serialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, PartialEq, utoipa::ToSchema)]
 pub struct TenantUse {
     pub tenant_id: String,
     pub name: String,
@@ -636,7 +636,7 @@ pub async fn access_check(
 }
 
 /// A resource provider as seen from a tenant.
-#[derive(Debug, Clone, Serialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, PartialEq, utoipa::ToSchema)]
 pub struct TenantResourceProvider {
     pub id: String,
     pub name: String,
@@ -711,7 +711,7 @@ pub async fn tenant_resource_providers(
     )))
 }
 
-#[derive(Debug, Clone, Serialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, PartialEq, utoipa::ToSchema)]
 pub struct ResourceProviderView {
     pub id: String,
     pub tenant_id: String,
@@ -823,7 +823,7 @@ pub async fn resource_provider_tenants(
 }
 
 /// The metadata view of a resource.
-#[derive(Debug, Clone, Serialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, PartialEq, utoipa::ToSchema)]
 pub struct MetadataView {
     pub annotations: serde_json::Map<String, serde_json::Value>,
     pub statuses: serde_json::Map<String, serde_json::Value>,
@@ -869,7 +869,7 @@ async fn metadata_of(client: &impl GenericClient, id: &str) -> anyhow::Result<Me
 }
 
 /// An event as the audit log and stream history show it.
-#[derive(Debug, Clone, Serialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, PartialEq, utoipa::ToSchema)]
 pub struct AuditItem {
     pub event_id: uuid::Uuid,
     pub event_type: String,

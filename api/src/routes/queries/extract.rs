@@ -10,6 +10,8 @@ use std::str::FromStr;
 use axum::extract::{FromRequestParts, Path, Query};
 use axum::http::request::Parts;
 use axum::Json;
+use utoipa::openapi::path::{Parameter, ParameterBuilder, ParameterIn};
+use utoipa::openapi::{Object, Required, Type};
 
 use plinth_domain::{
     AggregateKind, LocationId, ProviderId, ResourceId, ResourceProviderId, TenantId, UserId,
@@ -104,6 +106,19 @@ impl<I: RouteId> Id<I> {
     /// A page as the body, its cursor made opaque; `None` as the 404 for this id.
     pub(crate) fn found_page<T>(&self, page: Option<Page<T>>) -> Reply<PageBody<T>> {
         page.map(|p| Json(p.into())).ok_or_else(|| self.missing())
+    }
+}
+
+/// The document's `{id}` path parameter, named after what the route reads.
+impl<I: RouteId> utoipa::IntoParams for Id<I> {
+    fn into_params(_: impl Fn() -> Option<ParameterIn>) -> Vec<Parameter> {
+        vec![ParameterBuilder::new()
+            .name("id")
+            .parameter_in(ParameterIn::Path)
+            .required(Required::True)
+            .description(Some(format!("The {}'s id", I::WHAT)))
+            .schema(Some(Object::with_type(Type::String)))
+            .build()]
     }
 }
 

@@ -8,11 +8,22 @@ use serde_json::{json, Value};
 use plinth_domain::{Aggregate, Body, TenantId, UserId};
 use plinth_projections::read::queries::{self, AuditFilter, AuditItem, AuditRefusal};
 
+use super::accepts::{AuditFilters, Paged, Wait};
 use super::extract::{parse, Id, Read, Reply, RouteId, StreamId};
 use super::{not_found, PageBody};
 use crate::error::ApiError;
+use crate::routes::openapi::{ReadProblems, RestrictedReadProblems};
 use crate::state::AppState;
 
+#[utoipa::path(
+    get,
+    path = "/v1/streams/{id}/events",
+    tag = "log",
+    summary = "A stream's events",
+    params(Id<StreamId>, Paged, Wait),
+    responses((status = 200, description = "OK", body = PageBody<AuditItem>), ReadProblems),
+    security(("bearer" = [])),
+)]
 pub(crate) async fn stream_events(id: Id<StreamId>, read: Read) -> Reply<PageBody<AuditItem>> {
     if read
         .page
@@ -31,6 +42,15 @@ pub(crate) async fn stream_events(id: Id<StreamId>, read: Read) -> Reply<PageBod
 
 /// `GET /v1/audit?tenant_id=&stream_id=&actor=&correlation_id=&event_type=&since=&until=`,
 /// paged in the log's order.
+#[utoipa::path(
+    get,
+    path = "/v1/audit",
+    tag = "log",
+    summary = "Audit log in the log's order (tenant_id means its subtree)",
+    params(AuditFilters, Paged, Wait),
+    responses((status = 200, description = "OK", body = PageBody<AuditItem>), RestrictedReadProblems),
+    security(("bearer" = [])),
+)]
 pub(crate) async fn audit(read: Read) -> Reply<PageBody<AuditItem>> {
     let params = &read.params;
     if read
@@ -84,10 +104,12 @@ pub(crate) async fn audit(read: Read) -> Reply<PageBody<AuditItem>> {
 }
 
 /// A resource as it is now, or as it was (`?as_of_position=` / `?as_of_time=`).
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 #[serde(untagged)]
 pub(crate) enum NowOrThen<T> {
     Now(T),
+    /// The resource folded from its stream up to `as_of_position` (or the last position at
+    /// `as_of_time`): the current view's fields, with `as_of_position`.
     Then(Value),
 }
 

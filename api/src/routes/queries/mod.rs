@@ -12,6 +12,7 @@
 //!   `?after=`. `?limit=` is 1 to 1000 (default 100). Cursors are opaque.
 //! - **Malformed ids** (wrong shape or prefix), limits, cursors, scopes or times are 400.
 
+mod accepts;
 mod extract;
 mod log;
 mod permissions;
@@ -22,10 +23,10 @@ mod tenants;
 use std::collections::HashMap;
 use std::time::Duration;
 
-use axum::routing::get;
-use axum::Router;
 use base64::Engine as _;
 use serde::Serialize;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use plinth_projections::read::queries::{Page, PageRequest};
 
@@ -39,54 +40,30 @@ pub(crate) const DEFAULT_LIMIT: i64 = 100;
 /// The largest `limit`.
 pub(crate) const MAX_LIMIT: i64 = 1000;
 
-/// The read routes; mounted beside the command routes.
-pub(crate) fn router() -> Router<AppState> {
-    Router::new()
-        .route("/v1/tenants", get(tenants::roots))
-        .route("/v1/tenants/{id}", get(tenants::tenant))
-        .route("/v1/tenants/{id}/children", get(tenants::children))
-        .route("/v1/tenants/{id}/ancestors", get(tenants::ancestors))
-        .route("/v1/tenants/{id}/descendants", get(tenants::descendants))
-        .route(
-            "/v1/tenants/{id}/locations",
-            get(resources::tenant_locations),
-        )
-        .route(
-            "/v1/tenants/{id}/resource-providers",
-            get(resources::tenant_resource_providers),
-        )
-        .route("/v1/locations/{id}", get(resources::location))
-        .route(
-            "/v1/locations/{id}/tenants",
-            get(resources::location_tenants),
-        )
-        .route(
-            "/v1/resource-providers/{id}",
-            get(resources::resource_provider),
-        )
-        .route(
-            "/v1/resource-providers/{id}/tenants",
-            get(resources::resource_provider_tenants),
-        )
-        .route(
-            "/v1/resource-providers/{id}/providers",
-            get(providers::resource_provider_providers),
-        )
-        .route("/v1/providers/{id}", get(providers::provider))
-        .route(
-            "/v1/tenants/{id}/providers",
-            get(providers::tenant_providers),
-        )
-        .route("/v1/tenants/{id}/grants", get(permissions::tenant_grants))
-        .route(
-            "/v1/tenants/{id}/resources",
-            get(resources::annotated_resources),
-        )
-        .route("/v1/users/{id}/roles", get(permissions::user_roles))
-        .route("/v1/access/check", get(resources::access_check))
-        .route("/v1/resources/{id}/metadata", get(resources::metadata))
-        .route("/v1/streams/{id}/events", get(log::stream_events))
-        .route("/v1/audit", get(log::audit))
+/// The read routes, each with its OpenAPI operation; mounted beside the command routes.
+pub(crate) fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(tenants::roots))
+        .routes(routes!(tenants::tenant))
+        .routes(routes!(tenants::children))
+        .routes(routes!(tenants::ancestors))
+        .routes(routes!(tenants::descendants))
+        .routes(routes!(resources::tenant_locations))
+        .routes(routes!(resources::tenant_resource_providers))
+        .routes(routes!(resources::location))
+        .routes(routes!(resources::location_tenants))
+        .routes(routes!(resources::resource_provider))
+        .routes(routes!(resources::resource_provider_tenants))
+        .routes(routes!(providers::resource_provider_providers))
+        .routes(routes!(providers::provider))
+        .routes(routes!(providers::tenant_providers))
+        .routes(routes!(permissions::tenant_grants))
+        .routes(routes!(resources::annotated_resources))
+        .routes(routes!(permissions::user_roles))
+        .routes(routes!(resources::access_check))
+        .routes(routes!(resources::metadata))
+        .routes(routes!(log::stream_events))
+        .routes(routes!(log::audit))
 }
 
 /// The query string, parsed on demand so that every malformed value is a clear 400.
@@ -157,9 +134,10 @@ impl Params {
 }
 
 /// A page as JSON, with its cursor made opaque.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub(crate) struct PageBody<T> {
     items: Vec<T>,
+    /// The cursor of the next page (pass it as `?after=`); null on the last page.
     next: Option<String>,
 }
 

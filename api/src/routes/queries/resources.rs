@@ -11,12 +11,23 @@ use plinth_projections::read::queries::{
     TenantResourceProvider, TenantUse, UsableLocation,
 };
 
+use super::accepts::{AccessQuestion, Annotation, AsOf, Paged, Wait};
 use super::extract::{parse, Id, Read, Reply};
 use super::log::{as_of, now, NowOrThen};
 use super::PageBody;
 use crate::error::ApiError;
+use crate::routes::openapi::ReadProblems;
 use crate::state::AppState;
 
+#[utoipa::path(
+    get,
+    path = "/v1/tenants/{id}/locations",
+    tag = "locations",
+    summary = "Locations usable by the tenant (owned or available)",
+    params(Id<TenantId>, Paged, Wait),
+    responses((status = 200, description = "OK", body = PageBody<UsableLocation>), ReadProblems),
+    security(("bearer" = [])),
+)]
 pub(crate) async fn tenant_locations(
     id: Id<TenantId>,
     read: Read,
@@ -26,6 +37,15 @@ pub(crate) async fn tenant_locations(
     )
 }
 
+#[utoipa::path(
+    get,
+    path = "/v1/tenants/{id}/resource-providers",
+    tag = "resource providers",
+    summary = "Resource providers available in the tenant",
+    params(Id<TenantId>, Paged, Wait),
+    responses((status = 200, description = "OK", body = PageBody<TenantResourceProvider>), ReadProblems),
+    security(("bearer" = [])),
+)]
 pub(crate) async fn tenant_resource_providers(
     id: Id<TenantId>,
     read: Read,
@@ -36,6 +56,15 @@ pub(crate) async fn tenant_resource_providers(
     )
 }
 
+#[utoipa::path(
+    get,
+    path = "/v1/locations/{id}",
+    tag = "locations",
+    summary = "A location with its metadata and the availability the caller may know of (temporal with as_of_position / as_of_time)",
+    params(Id<LocationId>, Wait, AsOf),
+    responses((status = 200, description = "The location; with `as_of_*`, as it was then", body = NowOrThen<LocationDetail>), ReadProblems),
+    security(("bearer" = [])),
+)]
 pub(crate) async fn location(
     State(state): State<AppState>,
     id: Id<LocationId>,
@@ -47,12 +76,30 @@ pub(crate) async fn location(
     now(id.found(queries::location(&read.client, &read.viewer, id.as_str()).await?))
 }
 
+#[utoipa::path(
+    get,
+    path = "/v1/locations/{id}/tenants",
+    tag = "locations",
+    summary = "Tenants that may use the location",
+    params(Id<LocationId>, Paged, Wait),
+    responses((status = 200, description = "OK", body = PageBody<TenantUse>), ReadProblems),
+    security(("bearer" = [])),
+)]
 pub(crate) async fn location_tenants(id: Id<LocationId>, read: Read) -> Reply<PageBody<TenantUse>> {
     id.found_page(
         queries::location_tenants(&read.client, &read.viewer, id.as_str(), &read.page).await?,
     )
 }
 
+#[utoipa::path(
+    get,
+    path = "/v1/resource-providers/{id}",
+    tag = "resource providers",
+    summary = "A resource provider with scopes, live locations, metadata and the availability the caller may know of (temporal too)",
+    params(Id<ResourceProviderId>, Wait, AsOf),
+    responses((status = 200, description = "The resource provider; with `as_of_*`, as it was then", body = NowOrThen<ResourceProviderDetail>), ReadProblems),
+    security(("bearer" = [])),
+)]
 pub(crate) async fn resource_provider(
     State(state): State<AppState>,
     id: Id<ResourceProviderId>,
@@ -64,6 +111,15 @@ pub(crate) async fn resource_provider(
     now(id.found(queries::resource_provider(&read.client, &read.viewer, id.as_str()).await?))
 }
 
+#[utoipa::path(
+    get,
+    path = "/v1/resource-providers/{id}/tenants",
+    tag = "resource providers",
+    summary = "Tenants where it holds access, with scopes",
+    params(Id<ResourceProviderId>, Paged, Wait),
+    responses((status = 200, description = "OK", body = PageBody<TenantUse>), ReadProblems),
+    security(("bearer" = [])),
+)]
 pub(crate) async fn resource_provider_tenants(
     id: Id<ResourceProviderId>,
     read: Read,
@@ -75,13 +131,22 @@ pub(crate) async fn resource_provider_tenants(
 }
 
 /// The access check's answer.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub(crate) struct Allowed {
     allowed: bool,
 }
 
 /// `GET /v1/access/check?resource_provider_id=&tenant_id=&scope=`. Readable by whoever may
 /// see the tenant, or the resource provider's owner (the provider asking where it may act).
+#[utoipa::path(
+    get,
+    path = "/v1/access/check",
+    tag = "resource providers",
+    summary = "Does a resource provider hold a scope in a tenant?",
+    params(AccessQuestion, Wait),
+    responses((status = 200, description = "OK", body = Allowed), ReadProblems),
+    security(("bearer" = [])),
+)]
 pub(crate) async fn access_check(read: Read) -> Reply<Allowed> {
     let rp: ResourceProviderId = parse(read.params.required("resource_provider_id")?)?;
     let tenant: TenantId = parse(read.params.required("tenant_id")?)?;
@@ -102,11 +167,29 @@ pub(crate) async fn access_check(read: Read) -> Reply<Allowed> {
     Ok(Json(Allowed { allowed }))
 }
 
+#[utoipa::path(
+    get,
+    path = "/v1/resources/{id}/metadata",
+    tag = "metadata",
+    summary = "Annotations, statuses, finalizers",
+    params(Id<ResourceId>, Wait),
+    responses((status = 200, description = "OK", body = MetadataView), ReadProblems),
+    security(("bearer" = [])),
+)]
 pub(crate) async fn metadata(id: Id<ResourceId>, read: Read) -> Reply<MetadataView> {
     id.found(queries::metadata(&read.client, &read.viewer, id.as_str()).await?)
 }
 
 /// `GET /v1/tenants/{id}/resources?annotation=key=value`.
+#[utoipa::path(
+    get,
+    path = "/v1/tenants/{id}/resources",
+    tag = "metadata",
+    summary = "The subtree's resources of every kind carrying an annotation (`annotation=key=value`)",
+    params(Id<TenantId>, Annotation, Paged, Wait),
+    responses((status = 200, description = "OK", body = PageBody<AnnotatedResource>), ReadProblems),
+    security(("bearer" = [])),
+)]
 pub(crate) async fn annotated_resources(
     id: Id<TenantId>,
     read: Read,

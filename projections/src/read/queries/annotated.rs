@@ -6,7 +6,7 @@ use serde::Serialize;
 use super::{visible_tenant, Page, PageRequest, Viewer};
 
 /// A resource found by annotation.
-#[derive(Debug, Clone, Serialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, PartialEq, utoipa::ToSchema)]
 pub struct AnnotatedResource {
     pub id: String,
     /// `tenant`, `location`, `resource_provider` or `provider`.

@@ -6,7 +6,7 @@ use serde::Serialize;
 use super::{visible_tenant, Page, PageRequest, Viewer};
 
 /// A grant that applies at a tenant.
-#[derive(Debug, Clone, Serialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, PartialEq, utoipa::ToSchema)]
 pub struct GrantView {
     pub user_id: String,
     pub issuer: Option<String>,
@@ -89,7 +89,7 @@ pub async fn tenant_grants(
 }
 
 /// A user's role on a tenant subtree.
-#[derive(Debug, Clone, Serialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, PartialEq, utoipa::ToSchema)]
 pub struct RoleView {
     /// The tenant the grant is on; the role applies to its whole subtree.
     pub tenant_id: String,

@@ -13,7 +13,7 @@ use super::{
     load_resource_provider, metadata_of, visible_tenant, MetadataView, Page, PageRequest, Viewer,
 };
 
-#[derive(Debug, Clone, Serialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, PartialEq, utoipa::ToSchema)]
 pub struct ProviderView {
     pub id: String,
     pub tenant_id: String,
@@ -36,7 +36,7 @@ fn provider_view(row: &Row) -> ProviderView {
     }
 }
 
-#[derive(Debug, Clone, Serialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, PartialEq, utoipa::ToSchema)]
 pub struct ProviderDetail {
     #[serde(flatten)]
     pub provider: ProviderView,
@@ -44,7 +44,7 @@ pub struct ProviderDetail {
 }
 
 /// A provider a tenant may use, and why: `owned`, or `available` (its resource provider is).
-#[derive(Debug, Clone, Serialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, PartialEq, utoipa::ToSchema)]
 pub struct UsableProvider {
     #[serde(flatten)]
     pub provider: ProviderView,

@@ -16,13 +16,13 @@ use super::{
 };
 
 /// One availability entry: the tenant it was given to, and whether its sub-tenants share it.
-#[derive(Debug, Clone, Serialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, PartialEq, utoipa::ToSchema)]
 pub struct AvailabilityView {
     pub tenant_id: String,
     pub include_subtenants: bool,
 }
 
-#[derive(Debug, Clone, Serialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, PartialEq, utoipa::ToSchema)]
 pub struct LocationDetail {
     #[serde(flatten)]
     pub location: LocationView,
@@ -31,7 +31,7 @@ pub struct LocationDetail {
     pub metadata: MetadataView,
 }
 
-#[derive(Debug, Clone, Serialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, PartialEq, utoipa::ToSchema)]
 pub struct ResourceProviderDetail {
     #[serde(flatten)]
     pub resource_provider: ResourceProviderView,
