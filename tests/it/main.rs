@@ -27,4 +27,5 @@ mod read_side;
 mod relay;
 mod schema_evolution;
 mod shared_reads;
+mod soak;
 mod time_travel;
