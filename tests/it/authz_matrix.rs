@@ -208,14 +208,48 @@ impl Platform {
             format!("{path}?{query}")
         }
     }
+
+    /// `url` with each of the platform's ids replaced by a well-formed id of the same kind
+    /// that names nothing.
+    fn with_missing_ids(&self, url: &str) -> String {
+        let ids = [
+            &self.tenant,
+            &self.location,
+            &self.resource_provider,
+            &self.provider,
+            &self.viewer_id,
+        ];
+        ids.iter().fold(url.to_owned(), |url, id| {
+            url.replace(id.as_str(), &format!("{}-{}", &id[..7], "A".repeat(21)))
+        })
+    }
+
+    /// A problem body with every id (real or missing) written as `<id>`.
+    fn without_ids(&self, body: &str) -> String {
+        let missing = self.with_missing_ids(&format!(
+            "{} {} {} {} {}",
+            self.tenant, self.location, self.resource_provider, self.provider, self.viewer_id
+        ));
+        missing
+            .split(' ')
+            .chain([
+                self.tenant.as_str(),
+                &self.location,
+                &self.resource_provider,
+                &self.provider,
+                &self.viewer_id,
+            ])
+            .fold(body.to_owned(), |body, id| body.replace(id, "<id>"))
+    }
 }
 
-async fn get(app: &TestApp, token: Option<&str>, url: &str) -> u16 {
+async fn get_body(app: &TestApp, token: Option<&str>, url: &str) -> (u16, String) {
     let mut request = app.http.get(format!("{}{url}", app.base));
     if let Some(token) = token {
         request = request.bearer_auth(token);
     }
-    request.send().await.unwrap().status().as_u16()
+    let response = request.send().await.unwrap();
+    (response.status().as_u16(), response.text().await.unwrap())
 }
 
 #[tokio::test]
@@ -232,6 +266,7 @@ async fn every_role_gets_what_its_rule_says_on_every_documented_read_route() {
         .await
         .unwrap();
     let mut checked = 0;
+    let mut compared = 0;
     let mut wrong = Vec::new();
     for (template, item) in document["paths"].as_object().unwrap() {
         for method in item.as_object().unwrap().keys() {
@@ -245,12 +280,26 @@ async fn every_role_gets_what_its_rule_says_on_every_documented_read_route() {
             let url = platform.url(template, query);
             for role in ROLES {
                 let token = platform.tokens[&role].as_deref();
-                let got = get(&app, token, &url).await;
+                let (got, body) = get_body(&app, token, &url).await;
                 let want = rule.expected(role);
                 if got != want {
                     wrong.push(format!(
                         "{role:?} GET {url}: {got}, expected {want} ({rule:?})"
                     ));
+                } else if got == 404 {
+                    // Hidden must look exactly like missing, or ids could be probed.
+                    let missing = platform.with_missing_ids(&url);
+                    let (status, missing_body) = get_body(&app, token, &missing).await;
+                    let (hidden, absent) = (
+                        platform.without_ids(&body),
+                        platform.without_ids(&missing_body),
+                    );
+                    compared += 1;
+                    if status != 404 || hidden != absent {
+                        wrong.push(format!(
+                            "{role:?} GET {url}: hidden {hidden} but missing {status} {absent}"
+                        ));
+                    }
                 }
                 checked += 1;
             }
@@ -263,6 +312,10 @@ async fn every_role_gets_what_its_rule_says_on_every_documented_read_route() {
         wrong.join("\n")
     );
     assert!(checked > 150, "only {checked} checks");
+    assert!(
+        compared > 20,
+        "only {compared} hidden answers compared with missing ones"
+    );
 }
 
 /// The commands, one per kind of rule in the domain (design.md: editors manage locations,
