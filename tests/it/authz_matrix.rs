@@ -318,81 +318,302 @@ async fn every_role_gets_what_its_rule_says_on_every_documented_read_route() {
     );
 }
 
-/// The commands, one per kind of rule in the domain (design.md: editors manage locations,
-/// providers and metadata; administrators the tenant, sub-tenants and grants; roots are the
-/// platform's): what each role gets.
+/// Who may send a command (design.md): editors manage locations, resource providers,
+/// providers, metadata and availability; administrators the tenant itself, sub-tenants, grants
+/// and authorizations; roots are the platform's.
+#[derive(Debug, Clone, Copy)]
+enum May {
+    Editors,
+    Admins,
+    PlatformOnly,
+}
+
+impl May {
+    fn allows(self, role: Role) -> bool {
+        use Role::*;
+        match self {
+            May::Editors => matches!(role, Editor | Admin | AncestorAdmin | PlatformAdmin),
+            May::Admins => matches!(role, Admin | AncestorAdmin | PlatformAdmin),
+            May::PlatformOnly => role == PlatformAdmin,
+        }
+    }
+}
+
+/// Fresh objects under T for one cell of the matrix, made by the platform administrator, so
+/// that what one role's command changes is not what the next role's command meets.
+struct Cell<'a> {
+    app: &'a TestApp,
+    admin: String,
+    tenant: String,
+    n: String,
+}
+
+impl Cell<'_> {
+    async fn ok(&self, command: &str, data: serde_json::Value) -> String {
+        self.app.ok(&self.admin, command, data).await
+    }
+
+    async fn child(&self) -> String {
+        let name = format!("child {}", self.n);
+        self.ok(
+            "CreateTenant",
+            json!({"name": name, "parent_id": self.tenant}),
+        )
+        .await
+    }
+
+    async fn location(&self) -> String {
+        let name = format!("loc {}", self.n);
+        self.ok(
+            "CreateLocation",
+            json!({"tenant_id": self.tenant, "name": name}),
+        )
+        .await
+    }
+
+    async fn resource_provider(&self) -> String {
+        let name = format!("rp {}", self.n);
+        self.ok(
+            "CreateResourceProvider",
+            json!({"tenant_id": self.tenant, "name": name, "scopes": ["loadbalancer:*"]}),
+        )
+        .await
+    }
+
+    /// The data of `command` against fresh objects, and who may send it.
+    async fn case(&self, command: &str) -> (serde_json::Value, May) {
+        let t = &self.tenant;
+        let n = &self.n;
+        match command {
+            "CreateTenant" => (json!({"name": n, "parent_id": t}), May::Admins),
+            "UpdateTenant" => (json!({"tenant_id": t, "description": n}), May::Admins),
+            "DeleteTenant" => (json!({"tenant_id": self.child().await}), May::Admins),
+            "GrantTenantAccess" => {
+                let user = self.app.user(&format!("grantee {n}")).await;
+                (
+                    json!({"tenant_id": t, "user_id": user, "role": "viewer"}),
+                    May::Admins,
+                )
+            }
+            "RevokeTenantAccess" => {
+                let user = self.app.user(&format!("revokee {n}")).await;
+                let grant = json!({"tenant_id": t, "user_id": user, "role": "viewer"});
+                self.ok("GrantTenantAccess", grant).await;
+                (json!({"tenant_id": t, "user_id": user}), May::Admins)
+            }
+            "CreateLocation" => (json!({"tenant_id": t, "name": n}), May::Editors),
+            "UpdateLocation" => (
+                json!({"location_id": self.location().await, "description": n}),
+                May::Editors,
+            ),
+            "DeleteLocation" => (json!({"location_id": self.location().await}), May::Editors),
+            "MakeLocationAvailable" => (
+                json!({"location_id": self.location().await, "tenant_id": self.child().await,
+                       "include_subtenants": true}),
+                May::Editors,
+            ),
+            "RevokeLocationAvailability" => {
+                let (location, child) = (self.location().await, self.child().await);
+                let available = json!({"location_id": location, "tenant_id": child,
+                                       "include_subtenants": true});
+                self.ok("MakeLocationAvailable", available).await;
+                (
+                    json!({"location_id": location, "tenant_id": child}),
+                    May::Editors,
+                )
+            }
+            "CreateResourceProvider" => (
+                json!({"tenant_id": t, "name": n, "scopes": ["network:read"]}),
+                May::Editors,
+            ),
+            "UpdateResourceProvider" => (
+                json!({"resource_provider_id": self.resource_provider().await, "description": n}),
+                May::Editors,
+            ),
+            "DeleteResourceProvider" => (
+                json!({"resource_provider_id": self.resource_provider().await}),
+                May::Editors,
+            ),
+            "MakeResourceProviderAvailable" => (
+                json!({"resource_provider_id": self.resource_provider().await,
+                       "tenant_id": self.child().await, "include_subtenants": true}),
+                May::Editors,
+            ),
+            "RevokeResourceProviderAvailability" => {
+                let (rp, child) = (self.resource_provider().await, self.child().await);
+                let available = json!({"resource_provider_id": rp, "tenant_id": child,
+                                       "include_subtenants": true});
+                self.ok("MakeResourceProviderAvailable", available).await;
+                (
+                    json!({"resource_provider_id": rp, "tenant_id": child}),
+                    May::Editors,
+                )
+            }
+            "AddResourceProviderLocation" => (
+                json!({"resource_provider_id": self.resource_provider().await,
+                       "location_id": self.location().await}),
+                May::Editors,
+            ),
+            "RemoveResourceProviderLocation" => {
+                let (rp, location) = (self.resource_provider().await, self.location().await);
+                let added = json!({"resource_provider_id": rp, "location_id": location});
+                self.ok("AddResourceProviderLocation", added.clone()).await;
+                (added, May::Editors)
+            }
+            "AuthorizeResourceProvider" => {
+                let (rp, child) = (self.resource_provider().await, self.child().await);
+                let available = json!({"resource_provider_id": rp, "tenant_id": child,
+                                       "include_subtenants": true});
+                self.ok("MakeResourceProviderAvailable", available).await;
+                (
+                    json!({"resource_provider_id": rp, "tenant_id": child}),
+                    May::Admins,
+                )
+            }
+            "RevokeResourceProviderAuthorization" => {
+                let (rp, child) = (self.resource_provider().await, self.child().await);
+                let available = json!({"resource_provider_id": rp, "tenant_id": child,
+                                       "include_subtenants": true});
+                self.ok("MakeResourceProviderAvailable", available).await;
+                let authorized = json!({"resource_provider_id": rp, "tenant_id": child});
+                self.ok("AuthorizeResourceProvider", authorized.clone())
+                    .await;
+                (authorized, May::Admins)
+            }
+            "RegisterProvider" => (
+                json!({"tenant_id": t, "resource_provider_id": self.resource_provider().await,
+                       "name": n}),
+                May::Editors,
+            ),
+            "UnregisterProvider" => {
+                let rp = self.resource_provider().await;
+                let provider = self
+                    .ok(
+                        "RegisterProvider",
+                        json!({"tenant_id": t, "resource_provider_id": rp, "name": n}),
+                    )
+                    .await;
+                (json!({"provider_id": provider}), May::Editors)
+            }
+            "SetAnnotation" | "RemoveAnnotation" => {
+                let location = self.location().await;
+                let set = json!({"resource_id": location, "key": "example.com/k", "value": n});
+                if command == "RemoveAnnotation" {
+                    self.ok("SetAnnotation", set).await;
+                    let removed = json!({"resource_id": location, "key": "example.com/k"});
+                    return (removed, May::Editors);
+                }
+                (set, May::Editors)
+            }
+            "SetStatus" | "RemoveStatus" => {
+                let location = self.location().await;
+                let set = json!({"resource_id": location, "source": "example.com/probe",
+                                 "data": {"ok": true}});
+                if command == "RemoveStatus" {
+                    self.ok("SetStatus", set).await;
+                    let removed = json!({"resource_id": location, "source": "example.com/probe"});
+                    return (removed, May::Editors);
+                }
+                (set, May::Editors)
+            }
+            "AddFinalizer" | "RemoveFinalizer" => {
+                let location = self.location().await;
+                let added = json!({"resource_id": location, "finalizer": "example.com/f"});
+                if command == "RemoveFinalizer" {
+                    self.ok("AddFinalizer", added.clone()).await;
+                }
+                (added, May::Editors)
+            }
+            other => panic!("no rule for command {other}: decide who may send it"),
+        }
+    }
+}
+
+/// The command types the API documents (the `type` of each `Command` variant).
+fn documented_commands(document: &serde_json::Value) -> Vec<String> {
+    let mut types = Vec::new();
+    collect_command_types(
+        &document["components"]["schemas"]["Command"],
+        document,
+        &mut types,
+    );
+    types.sort();
+    types.dedup();
+    types
+}
+
+fn collect_command_types(
+    schema: &serde_json::Value,
+    document: &serde_json::Value,
+    out: &mut Vec<String>,
+) {
+    if let Some(reference) = schema["$ref"].as_str() {
+        let name = reference.rsplit('/').next().unwrap();
+        return collect_command_types(&document["components"]["schemas"][name], document, out);
+    }
+    for key in ["oneOf", "anyOf", "allOf"] {
+        for variant in schema[key].as_array().into_iter().flatten() {
+            collect_command_types(variant, document, out);
+        }
+    }
+    if let Some(properties) = schema["properties"].as_object() {
+        if let Some(values) = properties.get("type").and_then(|t| t["enum"].as_array()) {
+            out.extend(values.iter().filter_map(|v| v.as_str().map(str::to_owned)));
+        }
+    }
+}
+
+/// Every documented command type × every role: the status each gets (201 when its rule
+/// allows, 403 otherwise, 401 without a token), each against fresh objects.
 #[tokio::test]
-async fn every_role_gets_what_its_rule_says_for_commands() {
+async fn every_role_gets_what_its_rule_says_for_every_command_type() {
     let app = spawn_app().await;
     let p = platform(&app).await;
-    // (command, data, the roles that may: everybody else 403, or 401 without a token)
-    let editors = [
-        Role::Editor,
-        Role::Admin,
-        Role::AncestorAdmin,
-        Role::PlatformAdmin,
-    ];
-    let admins = [Role::Admin, Role::AncestorAdmin, Role::PlatformAdmin];
-    let platform_only = [Role::PlatformAdmin];
+    let document: serde_json::Value = app
+        .http
+        .get(format!("{}/openapi.json", app.base))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let commands = documented_commands(&document);
+    assert!(
+        commands.len() >= 27,
+        "the document lists the commands: {commands:?}"
+    );
+    let admin = p.tokens[&Role::PlatformAdmin].clone().unwrap();
     let mut wrong = Vec::new();
-    for role in ROLES {
-        let token = p.tokens[&role].clone();
-        let n = format!("{role:?}");
-        let cases = [
-            (
-                "UpdateTenant",
-                json!({"tenant_id": p.tenant, "description": n}),
-                &admins[..],
-            ),
-            (
-                "CreateLocation",
-                json!({"tenant_id": p.tenant, "name": n}),
-                &editors[..],
-            ),
-            (
-                "SetAnnotation",
-                json!({"resource_id": p.location, "key": "example.com/by", "value": n}),
-                &editors[..],
-            ),
-            (
-                "CreateTenant",
-                json!({"name": n, "parent_id": p.tenant}),
-                &admins[..],
-            ),
-            (
-                "CreateTenant",
-                json!({"name": format!("root {n}")}),
-                &platform_only[..],
-            ),
-            (
-                "GrantTenantAccess",
-                json!({"tenant_id": p.tenant, "user_id": p.viewer_id, "role": "viewer"}),
-                &admins[..],
-            ),
-        ];
-        for (command, data, allowed) in cases {
-            let status = match &token {
+    for command in &commands {
+        for role in ROLES {
+            let cell = Cell {
+                app: &app,
+                admin: admin.clone(),
+                tenant: p.tenant.clone(),
+                n: format!("{command} {role:?}"),
+            };
+            let (data, may) = cell.case(command).await;
+            let status = match p.tokens[&role].as_deref() {
                 Some(token) => app.command(token, command, data.clone()).await.status,
-                None => {
-                    let body = json!({"type": command, "data": data});
-                    app.http
-                        .post(format!("{}/v1/commands", app.base))
-                        .json(&body)
-                        .send()
-                        .await
-                        .unwrap()
-                        .status()
-                        .as_u16()
-                }
+                None => app
+                    .http
+                    .post(format!("{}/v1/commands", app.base))
+                    .json(&json!({"type": command, "data": data}))
+                    .send()
+                    .await
+                    .unwrap()
+                    .status()
+                    .as_u16(),
             };
             let want = match role {
                 Role::Nobody => 401,
-                _ if allowed.contains(&role) => 201,
+                _ if may.allows(role) => 201,
                 _ => 403,
             };
             if status != want {
                 wrong.push(format!(
-                    "{role:?} {command} {data}: {status}, expected {want}"
+                    "{role:?} {command} {data}: {status}, expected {want} ({may:?})"
                 ));
             }
         }
