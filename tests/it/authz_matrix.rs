@@ -620,7 +620,7 @@ async fn every_role_gets_what_its_rule_says_for_every_command_type() {
             };
             if status != want {
                 wrong.push(format!(
-                    "{role:?} {command} {data}: {status}, expected {want} ({may:?})"
+                    "{role:?} {case} {data}: {status}, expected {want} ({may:?})"
                 ));
             }
         }
