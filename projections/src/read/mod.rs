@@ -11,12 +11,13 @@
 //! - [`rebuild`] rebuilds projections into fresh tables from the log and swaps them in
 //!   atomically (`plinth bench rebuild` measures it).
 //!
-//! One code path turns events into rows (`changes`): a batch of events is folded in memory into
-//! per-key changes, then written set-wise. The incremental projector and the rebuild differ only
-//! in batch size and in how the changes reach the tables; the property test in `tests` checks
-//! that they agree with each other and with the domain's in-memory model of the rules.
+//! One code path turns events into rows (`models`, one file per read model over a shared write
+//! engine): a batch of events is folded in memory into per-key changes, then written set-wise.
+//! The incremental projector and the rebuild differ only in batch size and in how the changes
+//! reach the tables; the property test in `tests` checks that they agree with each other and
+//! with the domain's in-memory model of the rules.
 
-mod changes;
+mod models;
 mod projection;
 pub mod queries;
 mod rebuild;

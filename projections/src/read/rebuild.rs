@@ -19,7 +19,7 @@ use deadpool_postgres::Pool;
 
 use plinth_commands::{log, read_after, Checkpoint};
 
-use super::changes::{resolve_sql, staging_ddl, Changes, Envelope, KEYED_TABLES};
+use super::models::{resolve_sql, staging_ddl, staging_table, Changes, Envelope};
 use super::projection::ProjectionSet;
 
 /// Where a rebuild builds its tables.
@@ -388,12 +388,7 @@ async fn rebuild_locked(
                 t.execute(&resolve_sql(&schema, table), &[])
                     .await
                     .with_context(|| format!("failed to fold the staged changes of {table}"))?;
-                let staging = if KEYED_TABLES.contains(&table) {
-                    "ops"
-                } else {
-                    "patches"
-                };
-                t.batch_execute(&format!("drop table {schema}.{table}__{staging}"))
+                t.batch_execute(&format!("drop table {}", staging_table(&schema, table)))
                     .await?;
                 t.commit().await?;
             }

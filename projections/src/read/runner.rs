@@ -23,7 +23,7 @@ use deadpool_postgres::Pool;
 use plinth_commands::follower::{Consumer, Follower, FollowerConfig, LockConnection, LockKey};
 use plinth_commands::{log, Checkpoint, StoredEvent};
 
-use super::changes::Changes;
+use super::models::Changes;
 use super::projection::{Projection, ProjectionSet};
 
 pub use plinth_commands::follower::CHANNEL;

@@ -3,7 +3,8 @@
 use deadpool_postgres::GenericClient;
 use serde::Serialize;
 
-use super::{visible_tenant, Page, PageRequest, Viewer};
+use super::tenants::visible_tenant;
+use super::{Page, PageRequest, Viewer};
 
 /// A resource found by annotation.
 #[derive(Debug, Clone, Serialize, PartialEq, utoipa::ToSchema)]

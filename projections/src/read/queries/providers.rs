@@ -8,10 +8,11 @@ use deadpool_postgres::GenericClient;
 use serde::Serialize;
 use tokio_postgres::Row;
 
+use super::resource_providers::load_resource_provider;
+use super::resources::{metadata_of, MetadataView};
 use super::shared::{reach, Shared};
-use super::{
-    load_resource_provider, metadata_of, visible_tenant, MetadataView, Page, PageRequest, Viewer,
-};
+use super::tenants::{can_view_tenant, visible_tenant};
+use super::{Page, PageRequest, Viewer};
 
 #[derive(Debug, Clone, Serialize, PartialEq, utoipa::ToSchema)]
 pub struct ProviderView {
@@ -86,7 +87,7 @@ pub async fn provider(
         return Ok(None);
     };
     let provider = provider_view(&row);
-    let readable = super::can_view_tenant(client, viewer, &provider.tenant_id).await?
+    let readable = can_view_tenant(client, viewer, &provider.tenant_id).await?
         || can_read_resource_provider(client, viewer, &provider.resource_provider_id).await?;
     if !readable {
         return Ok(None);

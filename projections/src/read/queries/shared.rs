@@ -10,10 +10,11 @@
 use deadpool_postgres::GenericClient;
 use serde::Serialize;
 
-use super::{
-    available_at_sql, can_view_tenant, load_location, load_resource_provider, metadata_of,
-    LocationView, MetadataView, ResourceProviderView, Viewer,
-};
+use super::locations::{load_location, LocationView};
+use super::resource_providers::{available_at_sql, load_resource_provider, ResourceProviderView};
+use super::resources::{metadata_of, MetadataView};
+use super::tenants::can_view_tenant;
+use super::Viewer;
 
 /// One availability entry: the tenant it was given to, and whether its sub-tenants share it.
 #[derive(Debug, Clone, Serialize, PartialEq, utoipa::ToSchema)]
