@@ -252,19 +252,17 @@ async fn get_body(app: &TestApp, token: Option<&str>, url: &str) -> (u16, String
     (response.status().as_u16(), response.text().await.unwrap())
 }
 
+/// The app's `/openapi.json`: where the routes and command types under test come from.
+async fn openapi(app: &TestApp) -> serde_json::Value {
+    let response = app.http.get(format!("{}/openapi.json", app.base)).send();
+    response.await.unwrap().json().await.unwrap()
+}
+
 #[tokio::test]
 async fn every_role_gets_what_its_rule_says_on_every_documented_read_route() {
     let app = spawn_app().await;
     let platform = platform(&app).await;
-    let document: serde_json::Value = app
-        .http
-        .get(format!("{}/openapi.json", app.base))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let document = openapi(&app).await;
     let mut checked = 0;
     let mut compared = 0;
     let mut wrong = Vec::new();
@@ -570,15 +568,7 @@ fn collect_command_types(
 async fn every_role_gets_what_its_rule_says_for_every_command_type() {
     let app = spawn_app().await;
     let p = platform(&app).await;
-    let document: serde_json::Value = app
-        .http
-        .get(format!("{}/openapi.json", app.base))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let document = openapi(&app).await;
     let commands = documented_commands(&document);
     assert!(
         commands.len() >= 27,
