@@ -18,12 +18,20 @@ use crate::error::CommandError;
 use crate::locks::{self, Chains};
 use crate::model::{AppendedEvent, CommandOutcome, EventMetadata};
 use crate::rows::{self, Entry, EventRow, World};
+use crate::snapshots::Snapshots;
 use crate::submission::Submission;
 
 /// A stream named by the batch appeared after its locks were computed; the batch must run again.
 #[derive(Debug, thiserror::Error)]
 #[error("a stream named by the batch appeared while its locks were taken; try again")]
 pub(crate) struct StreamAppeared;
+
+/// What the writers remember between transactions: facts that, once committed, never change.
+#[derive(Debug, Default)]
+pub(crate) struct Caches {
+    pub(crate) chains: Chains,
+    pub(crate) snapshots: Snapshots,
+}
 
 /// A command's result; `bool` is true when it was replayed from its idempotency key.
 pub type Processed = Result<(CommandOutcome, bool), CommandError>;
@@ -51,9 +59,9 @@ struct Pending {
 pub(crate) async fn run(
     client: &mut Client,
     subs: &[Submission],
-    chains: &Chains,
+    caches: &Caches,
 ) -> anyhow::Result<Vec<Processed>> {
-    let result = run_pipelined(client, subs, chains).await;
+    let result = run_pipelined(client, subs, caches).await;
     if result.is_err() {
         // Leave no transaction open on a pooled connection. After a pipelined COMMIT of a
         // failed transaction there is none, and this only draws a warning.
@@ -65,7 +73,7 @@ pub(crate) async fn run(
 async fn run_pipelined(
     client: &Client,
     subs: &[Submission],
-    chains: &Chains,
+    caches: &Caches,
 ) -> anyhow::Result<Vec<Processed>> {
     // Pick the streams each command writes; new streams get fresh, time-ordered ids.
     let targets: Vec<String> = subs
@@ -111,8 +119,17 @@ async fn run_pipelined(
     let key_names: Vec<&str> = keyed.iter().map(|k| k.2).collect();
 
     // The chains come first, outside the transaction: they never change once a stream exists.
-    let chains = chains.of(client, &shared).await?;
+    let chains = caches.chains.of(client, &shared).await?;
     let locks = locks::batch_locks(&existing, &shared, &chains);
+    // Everything loaded: the named streams and every tenant in their chains.
+    let mut loading: Vec<String> = shared
+        .iter()
+        .chain(chains.values().flatten())
+        .cloned()
+        .collect();
+    loading.sort();
+    loading.dedup();
+    let cached_versions = caches.snapshots.versions(&loading);
     let (lock, load, count_dependents, find_keys) = futures::try_join!(
         client.prepare_cached(locks::LOCK_SQL),
         client.prepare_cached(rows::LOAD_SQL),
@@ -120,22 +137,17 @@ async fn run_pipelined(
         client.prepare_cached(FIND_KEYS),
     )?;
     let lock_params = locks.params();
-    let load_params: [&(dyn ToSql + Sync); 1] = [&shared];
+    let load_params: [&(dyn ToSql + Sync); 3] =
+        [&loading, &cached_versions, &rows::SNAPSHOT_VERSION];
     let dependents_params: [&(dyn ToSql + Sync); 1] = [&deleting];
     let keys_params: [&(dyn ToSql + Sync); 2] = [&key_users, &key_names];
     // Locks first, then reads, as separate statements of one pipeline: each statement takes
     // its snapshot when it starts, after the locks are held, so it sees every commit it waited
     // for. Nothing here takes a transaction id; the write below does (docs/adr/0004).
-    let (begun, locked, custom, loaded, reset, dependents, keys_found) = futures::join!(
+    let (begun, locked, loaded, dependents, keys_found) = futures::join!(
         client.batch_execute("begin"),
         query_unless_empty(client, locks.is_empty(), &lock, &lock_params),
-        // A custom plan for the stream lookups: a generic plan, cached while `streams` was
-        // small and unanalyzed, scans the whole table (measured: 1.6–2.9 ms a batch instead of
-        // 0.1 ms). Only for those: planning the large write statement every time costs more
-        // than its generic plan does.
-        client.batch_execute("set local plan_cache_mode = force_custom_plan"),
-        query_unless_empty(client, shared.is_empty(), &load, &load_params),
-        client.batch_execute("set local plan_cache_mode = auto"),
+        query_unless_empty(client, loading.is_empty(), &load, &load_params),
         query_unless_empty(
             client,
             deleting.is_empty(),
@@ -146,9 +158,8 @@ async fn run_pipelined(
     );
     begun.context("failed to begin")?;
     locked?;
-    custom?;
     let mut world = World::default();
-    rows::add_rows(client, &mut world, loaded?).await?;
+    rows::add_rows(client, &mut world, loaded?, &caches.snapshots).await?;
     if shared
         .iter()
         .any(|id| world.streams.contains_key(id) && !chains.contains_key(id))
@@ -157,7 +168,6 @@ async fn run_pipelined(
         // Rare (ids are handed out after their stream commits); start over.
         return Err(StreamAppeared.into());
     }
-    reset?;
     for row in dependents? {
         world.dependents.insert(row.get(0), row.get(1));
     }
@@ -304,6 +314,14 @@ async fn run_pipelined(
         stored?;
         committed.context("failed to commit")?;
     }
+    // Committed: the new states may serve the next batches (never before the commit).
+    caches.snapshots.remember(
+        world
+            .streams
+            .iter()
+            .filter(|(_, e)| e.changed)
+            .filter_map(|(id, e)| e.agg.as_ref().map(|agg| (id, e.version, agg))),
+    );
     metrics::counter!("plinth_events_appended_total").increment(event_rows.len() as u64);
     Ok(results
         .into_iter()

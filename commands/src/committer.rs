@@ -12,9 +12,8 @@ use tokio::sync::{mpsc, oneshot, Mutex};
 
 use plinth_domain::{Command, DomainError, Target};
 
-use crate::batch::{self, Processed, StreamAppeared};
+use crate::batch::{self, Caches, Processed, StreamAppeared};
 use crate::error::{pg, CommandError};
-use crate::locks::Chains;
 use crate::submission::Submission;
 
 /// Largest batch one transaction takes.
@@ -47,9 +46,9 @@ impl CommandBus {
     pub fn start(pool: Pool, writers: usize) -> Self {
         let (jobs, receiver) = mpsc::channel::<Job>(16 * MAX_BATCH);
         let receiver = Arc::new(Mutex::new(receiver));
-        let chains = Arc::new(Chains::default());
+        let caches = Arc::new(Caches::default());
         for _ in 0..writers.max(1) {
-            tokio::spawn(writer(pool.clone(), receiver.clone(), chains.clone()));
+            tokio::spawn(writer(pool.clone(), receiver.clone(), caches.clone()));
         }
         Self { jobs }
     }
@@ -71,7 +70,7 @@ impl CommandBus {
     }
 }
 
-async fn writer(pool: Pool, receiver: Arc<Mutex<mpsc::Receiver<Job>>>, chains: Arc<Chains>) {
+async fn writer(pool: Pool, receiver: Arc<Mutex<mpsc::Receiver<Job>>>, caches: Arc<Caches>) {
     let mut deferred: Vec<Job> = Vec::new();
     loop {
         let mut jobs = std::mem::take(&mut deferred);
@@ -91,7 +90,7 @@ async fn writer(pool: Pool, receiver: Arc<Mutex<mpsc::Receiver<Job>>>, chains: A
         let (batch, later) = split_batch(jobs);
         deferred = later;
         let (size, started) = (batch.len(), std::time::Instant::now());
-        run_jobs(&pool, &chains, batch).await;
+        run_jobs(&pool, &caches, batch).await;
         let micros = started.elapsed().as_micros() as u64;
         tracing::debug!(size, deferred = deferred.len(), micros, "batch done");
     }
@@ -141,11 +140,11 @@ fn fill(rx: &mut mpsc::Receiver<Job>, jobs: &mut Vec<Job>) {
     }
 }
 
-async fn run_jobs(pool: &Pool, chains: &Chains, jobs: Vec<Job>) {
+async fn run_jobs(pool: &Pool, caches: &Caches, jobs: Vec<Job>) {
     metrics::histogram!("plinth_commit_batch_size").record(jobs.len() as f64);
     if jobs.len() > 1 {
         let subs: Vec<Submission> = jobs.iter().map(|j| j.submission.clone()).collect();
-        match run_once(pool, chains, &subs).await {
+        match run_once(pool, caches, &subs).await {
             Ok(results) => {
                 for (job, result) in jobs.into_iter().zip(results) {
                     let _ = job.reply.send(result);
@@ -158,28 +157,28 @@ async fn run_jobs(pool: &Pool, chains: &Chains, jobs: Vec<Job>) {
         }
     }
     for job in jobs {
-        let result = run_alone(pool, chains, &job.submission).await;
+        let result = run_alone(pool, caches, &job.submission).await;
         let _ = job.reply.send(result);
     }
 }
 
 async fn run_once(
     pool: &Pool,
-    chains: &Chains,
+    caches: &Caches,
     subs: &[Submission],
 ) -> anyhow::Result<Vec<Processed>> {
     let mut client = pool.get().await?;
-    batch::run(&mut client, subs, chains).await
+    batch::run(&mut client, subs, caches).await
 }
 
 /// Runs one command in its own transaction, mapping whole-transaction failures to its error.
-async fn run_alone(pool: &Pool, chains: &Chains, sub: &Submission) -> Processed {
+async fn run_alone(pool: &Pool, caches: &Caches, sub: &Submission) -> Processed {
     let mut last_error = None;
     for attempt in 0..MAX_ATTEMPTS {
         if attempt > 0 {
             tokio::time::sleep(Duration::from_millis(5 * (1 << attempt))).await;
         }
-        let error = match run_once(pool, chains, std::slice::from_ref(sub)).await {
+        let error = match run_once(pool, caches, std::slice::from_ref(sub)).await {
             Ok(mut results) => return results.pop().expect("one result"),
             Err(e) => e,
         };

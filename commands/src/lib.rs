@@ -18,6 +18,7 @@ pub mod log;
 pub mod migrate;
 mod model;
 mod rows;
+mod snapshots;
 mod store;
 mod submission;
 

@@ -1,11 +1,12 @@
 //! Loading stream rows (snapshot + lock) and turning decided events into rows to insert.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use anyhow::Context as _;
 use chrono::{DateTime, Utc};
 use deadpool_postgres::GenericClient;
-use tokio_postgres::types::ToSql;
+use tokio_postgres::types::{Json, ToSql};
 use tokio_postgres::Row;
 use uuid::Uuid;
 
@@ -14,6 +15,7 @@ use plinth_domain::{apply, Aggregate, Body, Event, Facts};
 use crate::hash::{self, Hashed};
 use crate::log;
 use crate::model::EventMetadata;
+use crate::snapshots::Snapshots;
 
 /// Bump when `Aggregate`'s serialized shape changes: older snapshots are then refolded from
 /// their events instead of being deserialized.
@@ -26,7 +28,8 @@ pub(crate) struct Entry {
     pub(crate) last_hash: Vec<u8>,
     /// Position of the last event committed before this transaction.
     pub(crate) last_position: i64,
-    pub(crate) agg: Option<Aggregate>,
+    /// Shared with the writers' cache; copied only when the batch appends to the stream.
+    pub(crate) agg: Option<Arc<Aggregate>>,
     pub(crate) scope_path: Vec<String>,
     /// Index (into the transaction's event rows) of its last event appended in this transaction.
     pub(crate) last_row: Option<usize>,
@@ -57,7 +60,7 @@ pub(crate) struct World {
 
 impl Facts for World {
     fn get(&self, id: &str) -> Option<&Aggregate> {
-        self.streams.get(id)?.agg.as_ref()
+        self.streams.get(id)?.agg.as_deref()
     }
 
     fn has_live_dependents(&self, id: &str) -> bool {
@@ -65,40 +68,69 @@ impl Facts for World {
     }
 }
 
-/// Loads the streams a batch reads (`$1`, its targets included) and every tenant in their
-/// chains (`scope_path`: the grants that authorize the commands). Run only after [`crate::locks::LOCK_SQL`]
-/// returned, so that it reads under the locks.
-pub(crate) const LOAD_SQL: &str = "select stream_id, version, last_hash, last_position, scope_path,
-                                          snapshot, snapshot_version
-     from streams
-     where stream_id = any(array(
-               select unnest($1::text[])
-               union select unnest(scope_path) from streams where stream_id = any($1::text[])))";
+/// Loads the streams a batch reads (`$1`: its targets, the streams it names and every tenant in
+/// their chains, whose grants authorize the commands). `$2` holds the version of each whose
+/// state the writer has cached ([`crate::snapshots`], 0 for none): for those, and for
+/// snapshots of an older shape than `$3` (refolded from their events), no snapshot is sent. Run only after [`crate::locks::LOCK_SQL`] returned, so that it reads under the
+/// locks. One primary-key lookup per id: a plan that stays an index lookup even when it was
+/// cached while `streams` was small.
+pub(crate) const LOAD_SQL: &str = "select s.stream_id, s.version, s.last_hash, s.last_position,
+            s.scope_path, s.snapshot_version,
+            case when s.version = wanted.cached or s.snapshot_version <> $3 then null
+                 else s.snapshot end as snapshot
+     from unnest($1::text[], $2::int8[]) as wanted(id, cached)
+     join lateral (select * from streams where stream_id = wanted.id) s on true";
 
-/// Adds loaded rows to `world` (refolding any stale snapshot from its events).
+/// Adds loaded rows to `world`, from the cache where the row sent no snapshot, refolding any
+/// stale snapshot from its events; newly decoded states are remembered in `snapshots`.
 pub(crate) async fn add_rows(
     client: &impl GenericClient,
     world: &mut World,
     rows: Vec<Row>,
+    snapshots: &Snapshots,
 ) -> anyhow::Result<()> {
+    let mut decoded = Vec::new();
     for row in rows {
-        let (id, entry) = entry_from_row(client, &row).await?;
+        let (id, entry, fresh) = entry_from_row(client, &row, snapshots).await?;
+        if fresh {
+            decoded.push((id.clone(), entry.version, entry.agg.clone()));
+        }
         world.streams.insert(id, entry);
     }
+    // Read under the locks from committed rows: safe to remember whatever this batch does.
+    snapshots.remember(
+        decoded
+            .iter()
+            .filter_map(|(id, version, agg)| agg.as_ref().map(|a| (id, *version, a))),
+    );
     Ok(())
 }
 
-async fn entry_from_row(client: &impl GenericClient, row: &Row) -> anyhow::Result<(String, Entry)> {
+/// A loaded stream, and whether its state was decoded (rather than found in the cache).
+async fn entry_from_row(
+    client: &impl GenericClient,
+    row: &Row,
+    snapshots: &Snapshots,
+) -> anyhow::Result<(String, Entry, bool)> {
     let id: String = row.get("stream_id");
+    let version: i64 = row.get("version");
     let snapshot_version: i32 = row.get("snapshot_version");
-    let agg = if snapshot_version == SNAPSHOT_VERSION {
-        let snapshot: serde_json::Value = row.get("snapshot");
-        serde_json::from_value(snapshot).with_context(|| format!("bad snapshot of {id}"))?
-    } else {
-        refold(client, &id).await?
+    // Decoded straight from the jsonb bytes into the aggregate, with no `Value` in between.
+    let snapshot: Option<Json<Aggregate>> = row
+        .try_get("snapshot")
+        .with_context(|| format!("bad snapshot of {id}"))?;
+    let (agg, fresh) = match snapshot {
+        Some(Json(agg)) => (Arc::new(agg), true),
+        None => match snapshots.get(&id, version) {
+            Some(agg) => (agg, false),
+            None if snapshot_version != SNAPSHOT_VERSION => {
+                (Arc::new(refold(client, &id).await?), true)
+            }
+            None => anyhow::bail!("{id} at version {version} was neither sent nor cached"),
+        },
     };
     let entry = Entry {
-        version: row.get("version"),
+        version,
         last_hash: row.get("last_hash"),
         last_position: row.get("last_position"),
         agg: Some(agg),
@@ -106,7 +138,7 @@ async fn entry_from_row(client: &impl GenericClient, row: &Row) -> anyhow::Resul
         last_row: None,
         changed: false,
     };
-    Ok((id, entry))
+    Ok((id, entry, fresh))
 }
 
 /// Folds a stream from its events, upcasting old ones: the path for stale snapshots.
@@ -179,7 +211,7 @@ pub(crate) fn append_in_memory(
         });
         entry.version = version;
         entry.last_hash = hash.to_vec();
-        entry.agg = apply(entry.agg.take(), event);
+        entry.agg = apply(entry.agg.take().map(Arc::unwrap_or_clone), event).map(Arc::new);
         entry.last_row = Some(rows.len() - 1);
         entry.changed = true;
     }
