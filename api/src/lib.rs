@@ -9,6 +9,7 @@ mod bench;
 pub mod cli;
 pub mod error;
 mod routes;
+mod seed;
 pub mod settings;
 pub mod state;
 pub mod telemetry;

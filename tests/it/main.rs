@@ -26,6 +26,7 @@ mod query_params;
 mod read_side;
 mod relay;
 mod schema_evolution;
+mod seed;
 mod shared_reads;
 mod soak;
 mod time_travel;

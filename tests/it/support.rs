@@ -61,6 +61,8 @@ pub async fn synthetic_platform(
 /// a transaction open on purpose, no other test's new events can be read, and nothing notifies
 /// when they become readable. Tests that bound how soon an event is seen hold this for
 /// reading; tests that hold the horizon back hold it for writing, so the two never overlap.
+/// So do tests that keep every core busy for seconds (`plinth seed`), which would stretch
+/// those bounds just the same.
 pub static HORIZON: tokio::sync::RwLock<()> = tokio::sync::RwLock::const_new(());
 
 pub const SECRET: &str = "test-secret";

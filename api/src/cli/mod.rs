@@ -1,11 +1,12 @@
 //! The `plinth` command line: serve, migrate, token, replay, audit, relay, republish, consume,
-//! bench.
+//! bench, seed.
 
 mod audit;
 pub(crate) mod audit_export;
 mod dev;
 pub(crate) mod read_cmds;
 mod relay_cmds;
+mod seed;
 mod serve;
 
 use clap::{Parser, Subcommand};
@@ -68,6 +69,9 @@ enum Commands {
     Republish(relay_cmds::RepublishArgs),
     /// Example consumer: read a topic in a consumer group, committing after processing.
     Consume(relay_cmds::ConsumeArgs),
+    /// Write a realistic platform (deep and wide trees, grants, shared locations and
+    /// providers, metadata) through the command path, then bring the read models up to date.
+    Seed(seed::SeedArgs),
     /// Benchmarks, each against a baseline measured in the same run.
     Bench {
         #[command(subcommand)]
@@ -82,7 +86,18 @@ pub fn main() -> anyhow::Result<()> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
-    runtime.block_on(run(cli.command))
+    let result = runtime.block_on(run(cli.command));
+    drop(runtime);
+    // A refusal the caller has to fix exits 2, as clap's usage errors do; failures exit 1.
+    if let Some(refused) = result
+        .as_ref()
+        .err()
+        .and_then(|e| e.downcast_ref::<seed::Refused>())
+    {
+        eprintln!("error: {refused}");
+        std::process::exit(2);
+    }
+    result
 }
 
 async fn run(command: Commands) -> anyhow::Result<()> {
@@ -112,6 +127,7 @@ async fn run(command: Commands) -> anyhow::Result<()> {
         Commands::Relay(args) => relay_cmds::relay(args).await,
         Commands::Republish(args) => relay_cmds::republish(args).await,
         Commands::Consume(args) => relay_cmds::consume(args).await,
+        Commands::Seed(args) => seed::seed(args).await,
         Commands::Bench { command } => crate::bench::run(command).await,
     }
 }
