@@ -16,7 +16,7 @@ use super::{append, audit, rebuild, relay};
 #[derive(Debug, clap::Args)]
 #[command(group(clap::ArgGroup::new("size").required(true).args(["quick", "full"])))]
 pub(crate) struct BenchAllArgs {
-    /// Small sizes and short phases (a few minutes on two cores).
+    /// Small sizes and short phases (under 3 minutes on two cores).
     #[arg(long)]
     quick: bool,
     /// The individual benchmarks' default sizes (1,000,000-event logs, 5 s append phases).
@@ -35,6 +35,7 @@ pub(crate) struct BenchAllArgs {
         default_value = "postgres://postgres@127.0.0.1:5432/postgres"
     )]
     database_url: String,
+    /// Kafka bootstrap servers for the relay runs (each on topics of a fresh prefix).
     #[arg(long, env = "PLINTH_KAFKA_BROKERS", default_value = "127.0.0.1:9092")]
     kafka_brokers: String,
     /// Override: events in the rebuild, relay and audit logs.
