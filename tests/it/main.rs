@@ -13,6 +13,7 @@ mod audit_export;
 mod audit_scale;
 mod audit_verify;
 mod authz_matrix;
+mod bench_all;
 mod commands_api;
 mod crash;
 mod event_store;

@@ -1,18 +1,23 @@
 //! `plinth bench append`: HTTP command throughput beside a baseline measured in the same run:
 //! raw tokio-postgres inserts of the same event rows, one transaction per event, on as many
-//! connections as there are clients. The ratio is what the target is stated in.
+//! connections as there are clients. The ratio is what the target is stated in. Each phase also
+//! reports latency and CPU per command: the server's (its runtime's threads, apart from the
+//! HTTP client) and PostgreSQL's, which tells whether the database or Plinth is the cost.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
+use hdrhistogram::Histogram;
+use serde::Serialize;
 use serde_json::json;
 use tokio_postgres::NoTls;
 
 use plinth_test_support::ScratchDatabase;
 
-use crate::app;
+use super::cpu::CpuSample;
+use super::server::{Server, SERVER_THREADS};
 use crate::settings::Settings;
 
 #[derive(Debug, clap::Args)]
@@ -33,34 +38,112 @@ pub(crate) struct BenchAppendArgs {
     /// Group-commit writers of the server under test.
     #[arg(long, default_value_t = 2)]
     writers: usize,
+    /// Also draw commands/s and p99 latency against clients into this PNG file.
+    #[arg(long)]
+    plot: Option<PathBuf>,
+}
+
+/// What to measure.
+#[derive(Debug, Clone)]
+pub(crate) struct AppendOptions {
+    pub(crate) database_url: String,
+    pub(crate) clients: Vec<usize>,
+    pub(crate) phase: Duration,
+    pub(crate) writers: usize,
+}
+
+/// One client count's figures.
+#[derive(Debug, Clone, Serialize)]
+pub(crate) struct AppendRow {
+    pub(crate) clients: usize,
+    pub(crate) commands_per_s: f64,
+    pub(crate) baseline_per_s: f64,
+    pub(crate) ratio_to_baseline: f64,
+    /// Average group-commit batch: Plinth's commands per transaction in the phase.
+    pub(crate) commands_per_commit: f64,
+    /// CPU of the server's threads per command, in µs.
+    pub(crate) cpu_us_per_command: f64,
+    /// CPU of every PostgreSQL process per command, in µs.
+    pub(crate) pg_cpu_us_per_command: f64,
+    /// CPU of every PostgreSQL process per baseline insert, in µs.
+    pub(crate) baseline_pg_cpu_us_per_insert: f64,
+    pub(crate) p50_ms: f64,
+    pub(crate) p99_ms: f64,
+    pub(crate) baseline_p50_ms: f64,
+    pub(crate) baseline_p99_ms: f64,
 }
 
 const SECRET: &str = "bench-secret";
 const ADMIN: &str = "bench-admin";
 
 pub(crate) async fn run(args: BenchAppendArgs) -> anyhow::Result<()> {
-    let db = ScratchDatabase::create(&args.database_url, "plinth_bench_append").await?;
-    let result = measure(&args, &db.url).await;
-    db.drop().await?;
-    let rows = result?;
-    println!("\n| clients | plinth commands/s (HTTP) | commands per commit | baseline inserts/s (1 tx/event) | ratio |");
-    println!("|---:|---:|---:|---:|---:|");
-    for r in &rows {
-        let ratio = r.plinth / r.baseline;
-        println!(
-            "| {} | {:.0} | {:.1} | {:.0} | {ratio:.2}× |",
-            r.clients, r.plinth, r.per_tx, r.baseline
-        );
+    let rows = bench(&AppendOptions {
+        database_url: args.database_url,
+        clients: args.clients,
+        phase: Duration::from_secs(args.seconds),
+        writers: args.writers,
+    })
+    .await?;
+    print_table(&rows);
+    if let Some(path) = args.plot {
+        super::plot::append(&rows, &path)?;
+        eprintln!("plot written to {}", path.display());
     }
     Ok(())
 }
 
-struct Row {
-    clients: usize,
-    plinth: f64,
-    baseline: f64,
-    /// Average group-commit batch: Plinth's events per transaction in the phase.
-    per_tx: f64,
+pub(crate) fn print_table(rows: &[AppendRow]) {
+    println!(
+        "\n| clients | plinth commands/s (HTTP) | p50 / p99 ms | commands per commit \
+         | server CPU µs/command | PostgreSQL CPU µs/command \
+         | baseline inserts/s (1 tx/event) | baseline p50 / p99 ms | ratio |"
+    );
+    println!("|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
+    for r in rows {
+        println!(
+            "| {} | {:.0} | {:.1} / {:.1} | {:.1} | {:.0} | {:.0} | {:.0} | {:.1} / {:.1} | {:.2}× |",
+            r.clients,
+            r.commands_per_s,
+            r.p50_ms,
+            r.p99_ms,
+            r.commands_per_commit,
+            r.cpu_us_per_command,
+            r.pg_cpu_us_per_command,
+            r.baseline_per_s,
+            r.baseline_p50_ms,
+            r.baseline_p99_ms,
+            r.ratio_to_baseline
+        );
+    }
+}
+
+/// Every phase on a throwaway database.
+pub(crate) async fn bench(options: &AppendOptions) -> anyhow::Result<Vec<AppendRow>> {
+    let db = ScratchDatabase::create(&options.database_url, "plinth_bench_append").await?;
+    let result = measure(options, &db.url).await;
+    db.drop().await?;
+    result
+}
+
+/// A phase's completed operations, its length and their latencies (µs).
+struct Phase {
+    done: u64,
+    elapsed: Duration,
+    latency: Histogram<u64>,
+}
+
+impl Phase {
+    fn per_second(&self) -> f64 {
+        self.done as f64 / self.elapsed.as_secs_f64()
+    }
+
+    fn ms_at(&self, quantile: f64) -> f64 {
+        self.latency.value_at_quantile(quantile) as f64 / 1000.0
+    }
+}
+
+fn histogram() -> anyhow::Result<Histogram<u64>> {
+    Ok(Histogram::new_with_bounds(1, 60_000_000, 3)?)
 }
 
 async fn last_position(client: &tokio_postgres::Client) -> anyhow::Result<i64> {
@@ -84,17 +167,17 @@ async fn events_per_transaction(
     Ok(row.get(0))
 }
 
-async fn measure(args: &BenchAppendArgs, url: &str) -> anyhow::Result<Vec<Row>> {
+async fn measure(options: &AppendOptions, url: &str) -> anyhow::Result<Vec<AppendRow>> {
     let mut settings = Settings::for_database(url, SECRET, &[ADMIN]);
     settings.db_pool_size = 8;
-    settings.writers = args.writers;
-    let app = app::spawn(settings).await?;
-    let base = format!("http://{}", app.address);
+    settings.writers = options.writers;
+    let server = Server::start(settings, false).await?;
+    let base = server.base_url();
     let http = reqwest::Client::builder()
         .pool_max_idle_per_host(64)
         .build()?;
     let token = crate::auth::mint_dev_token(SECRET, ADMIN, 3600)?;
-    let max_clients = args.clients.iter().copied().max().unwrap_or(1);
+    let max_clients = options.clients.iter().copied().max().unwrap_or(1);
 
     let root = post(
         &http,
@@ -139,21 +222,37 @@ async fn measure(args: &BenchAppendArgs, url: &str) -> anyhow::Result<Vec<Row>> 
 
     let baseline_conns = connect_many(url, max_clients).await?;
     let mut rows = Vec::new();
-    for &clients in &args.clients {
-        let duration = Duration::from_secs(args.seconds);
-        let baseline = run_baseline(&baseline_conns[..clients], duration).await?;
-        let before = last_position(&baseline_conns[0]).await?;
-        let plinth = run_http(&http, &base, &token, &tenants[..clients], duration).await?;
-        let per_tx = events_per_transaction(&baseline_conns[0], before).await?;
-        eprintln!("{clients:>3} clients: plinth {plinth:.0}/s ({per_tx:.1} commands per commit), baseline {baseline:.0}/s");
-        rows.push(Row {
+    for &clients in &options.clients {
+        let before = CpuSample::now(SERVER_THREADS);
+        let baseline = run_baseline(&baseline_conns[..clients], options.phase).await?;
+        let (_, baseline_pg) = before.per_command(&CpuSample::now(SERVER_THREADS), baseline.done);
+        let at = last_position(&baseline_conns[0]).await?;
+        let before = CpuSample::now(SERVER_THREADS);
+        let plinth = run_http(&http, &base, &token, &tenants[..clients], options.phase).await?;
+        let (cpu, pg_cpu) = before.per_command(&CpuSample::now(SERVER_THREADS), plinth.done);
+        let per_commit = events_per_transaction(&baseline_conns[0], at).await?;
+        let row = AppendRow {
             clients,
-            plinth,
-            baseline,
-            per_tx,
-        });
+            commands_per_s: plinth.per_second(),
+            baseline_per_s: baseline.per_second(),
+            ratio_to_baseline: plinth.per_second() / baseline.per_second(),
+            commands_per_commit: per_commit,
+            cpu_us_per_command: cpu,
+            pg_cpu_us_per_command: pg_cpu,
+            baseline_pg_cpu_us_per_insert: baseline_pg,
+            p50_ms: plinth.ms_at(0.5),
+            p99_ms: plinth.ms_at(0.99),
+            baseline_p50_ms: baseline.ms_at(0.5),
+            baseline_p99_ms: baseline.ms_at(0.99),
+        };
+        eprintln!(
+            "{clients:>3} clients: plinth {:.0}/s ({per_commit:.1} commands per commit, \
+             p99 {:.1} ms, {cpu:.0} µs server + {pg_cpu:.0} µs PostgreSQL CPU per command), \
+             baseline {:.0}/s",
+            row.commands_per_s, row.p99_ms, row.baseline_per_s
+        );
+        rows.push(row);
     }
-    app.handle.abort();
     Ok(rows)
 }
 
@@ -185,9 +284,7 @@ async fn run_http(
     token: &str,
     tenants: &[String],
     duration: Duration,
-) -> anyhow::Result<f64> {
-    let done = Arc::new(AtomicU64::new(0));
-    let failed = Arc::new(AtomicU64::new(0));
+) -> anyhow::Result<Phase> {
     let start = Instant::now();
     let mut tasks = Vec::new();
     for tenant in tenants {
@@ -197,26 +294,38 @@ async fn run_http(
             token.to_owned(),
             tenant.clone(),
         );
-        let (done, failed) = (done.clone(), failed.clone());
         tasks.push(tokio::spawn(async move {
             let body = json!({"type": "CreateLocation", "data": {"tenant_id": tenant, "name": "benchmark location"}});
+            let mut latency = histogram()?;
+            let mut failed = 0u64;
             while start.elapsed() < duration {
+                let sent = Instant::now();
                 match http.post(&url).bearer_auth(&token).json(&body).send().await {
-                    Ok(r) if r.status().as_u16() == 201 => done.fetch_add(1, Ordering::Relaxed),
-                    _ => failed.fetch_add(1, Ordering::Relaxed),
-                };
+                    Ok(r) if r.status().as_u16() == 201 => {
+                        latency.record(sent.elapsed().as_micros().max(1) as u64)?;
+                    }
+                    _ => failed += 1,
+                }
             }
+            anyhow::Ok((latency, failed))
         }));
     }
+    let mut latency = histogram()?;
+    let mut failures = 0;
     for t in tasks {
-        t.await?;
+        let (h, failed) = t.await??;
+        latency.add(&h)?;
+        failures += failed;
     }
-    let failures = failed.load(Ordering::Relaxed);
     anyhow::ensure!(
         failures == 0,
         "{failures} commands failed during the benchmark"
     );
-    Ok(done.load(Ordering::Relaxed) as f64 / start.elapsed().as_secs_f64())
+    Ok(Phase {
+        done: latency.len(),
+        elapsed: start.elapsed(),
+        latency,
+    })
 }
 
 async fn connect_many(url: &str, n: usize) -> anyhow::Result<Vec<Arc<tokio_postgres::Client>>> {
@@ -233,12 +342,11 @@ async fn connect_many(url: &str, n: usize) -> anyhow::Result<Vec<Arc<tokio_postg
 async fn run_baseline(
     clients: &[Arc<tokio_postgres::Client>],
     duration: Duration,
-) -> anyhow::Result<f64> {
-    let done = Arc::new(AtomicU64::new(0));
+) -> anyhow::Result<Phase> {
     let start = Instant::now();
     let mut tasks = Vec::new();
     for client in clients {
-        let (client, done) = (client.clone(), done.clone());
+        let client = client.clone();
         tasks.push(tokio::spawn(async move {
             let statement = client
                 .prepare(
@@ -248,20 +356,27 @@ async fn run_baseline(
                 )
                 .await?;
             let data = r#"{"location_id":"lctnloc-bench","tenant_id":"tnntten-bench","name":"benchmark location","description":null}"#;
+            let mut latency = histogram()?;
             while start.elapsed() < duration {
+                let sent = Instant::now();
                 let id = uuid::Uuid::now_v7();
                 let metadata = format!(
                     r#"{{"actor":"idntusr-bench","command_id":"{id}","correlation_id":"{id}","causation_id":"{id}"}}"#
                 );
                 let stream = format!("baseline-{id}");
                 client.execute(&statement, &[&id, &stream, &data, &metadata, &vec![0u8; 32]]).await?;
-                done.fetch_add(1, Ordering::Relaxed);
+                latency.record(sent.elapsed().as_micros().max(1) as u64)?;
             }
-            anyhow::Ok(())
+            anyhow::Ok(latency)
         }));
     }
+    let mut latency = histogram()?;
     for t in tasks {
-        t.await??;
+        latency.add(&t.await??)?;
     }
-    Ok(done.load(Ordering::Relaxed) as f64 / start.elapsed().as_secs_f64())
+    Ok(Phase {
+        done: latency.len(),
+        elapsed: start.elapsed(),
+        latency,
+    })
 }

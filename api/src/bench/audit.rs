@@ -12,6 +12,7 @@ use hdrhistogram::Histogram;
 use indicatif::ProgressBar;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
+use serde::Serialize;
 
 use plinth_projections::read::queries::{self, AuditFilter, PageRequest, Viewer};
 use plinth_projections::read::{rebuild, ProjectionSet};
@@ -30,44 +31,96 @@ pub(crate) struct BenchAuditArgs {
         env = "DATABASE_URL",
         default_value = "postgres://postgres@127.0.0.1:5432/postgres"
     )]
-    database_url: String,
+    pub(crate) database_url: String,
     /// Events in the synthetic log.
     #[arg(long, default_value_t = 1_000_000)]
-    events: u64,
+    pub(crate) events: u64,
     /// Tenants in the synthetic tree (10-ary).
     #[arg(long, default_value_t = 10_000)]
-    tenants: usize,
+    pub(crate) tenants: usize,
     /// Pages timed for each measure.
     #[arg(long, default_value_t = 200)]
-    samples: usize,
+    pub(crate) samples: usize,
 }
 
 /// p50 / p99 / max of one measure, in µs.
-#[derive(Debug)]
-struct Latency {
-    p50: u64,
-    p99: u64,
-    max: u64,
+#[derive(Debug, Clone, Serialize)]
+pub(crate) struct Latency {
+    pub(crate) p50_us: u64,
+    pub(crate) p99_us: u64,
+    pub(crate) max_us: u64,
+}
+
+/// The figures.
+#[derive(Debug, Clone, Serialize)]
+pub(crate) struct AuditReport {
+    pub(crate) events: u64,
+    pub(crate) tenants: usize,
+    pub(crate) subtree_first_page: Latency,
+    pub(crate) subtree_tenth_page: Latency,
+    pub(crate) root_first_page: Latency,
+    pub(crate) actor_first_page: Latency,
+    pub(crate) correlation_page: Latency,
+    pub(crate) exported: u64,
+    pub(crate) export_events_per_s: f64,
 }
 
 impl Latency {
     fn of(histogram: &Histogram<u64>) -> Self {
         Self {
-            p50: histogram.value_at_quantile(0.50),
-            p99: histogram.value_at_quantile(0.99),
-            max: histogram.max(),
+            p50_us: histogram.value_at_quantile(0.50),
+            p99_us: histogram.value_at_quantile(0.99),
+            max_us: histogram.max(),
         }
     }
 }
 
 pub(crate) async fn run(args: BenchAuditArgs) -> anyhow::Result<()> {
+    let r = bench(&args).await?;
+    println!(
+        "\n| measure ({} events, {} tenants) | p50 | p99 | max |",
+        r.events, r.tenants
+    );
+    println!("|---|---:|---:|---:|");
+    let row = |name: &str, l: &Latency| {
+        println!(
+            "| {name} | {} µs | {} µs | {} µs |",
+            l.p50_us, l.p99_us, l.max_us
+        );
+    };
+    row(
+        "tenant subtree (111 tenants), first page of 100",
+        &r.subtree_first_page,
+    );
+    row(
+        "tenant subtree (111 tenants), tenth page of 100",
+        &r.subtree_tenth_page,
+    );
+    row(
+        "root tenant (whole tree), first page of 100",
+        &r.root_first_page,
+    );
+    row(
+        "actor (1 event in 100), first page of 100",
+        &r.actor_first_page,
+    );
+    row("correlation id, its page", &r.correlation_page);
+    println!(
+        "\nexport (jsonl, whole log): {} events = {:.0} events/s",
+        r.exported, r.export_events_per_s
+    );
+    Ok(())
+}
+
+/// Writes, projects and times on a throwaway database; returns the figures.
+pub(crate) async fn bench(args: &BenchAuditArgs) -> anyhow::Result<AuditReport> {
     let db = ScratchDatabase::create(&args.database_url, "plinth_bench_audit").await?;
-    let result = measure(&db, &args).await;
+    let result = measure(&db, args).await;
     db.drop().await?;
     result
 }
 
-async fn measure(db: &ScratchDatabase, args: &BenchAuditArgs) -> anyhow::Result<()> {
+async fn measure(db: &ScratchDatabase, args: &BenchAuditArgs) -> anyhow::Result<AuditReport> {
     let pool = db.migrated_pool(8).await?;
     let shape = PlatformShape {
         events: args.events,
@@ -103,26 +156,17 @@ async fn measure(db: &ScratchDatabase, args: &BenchAuditArgs) -> anyhow::Result<
     .await?;
     let export = started.elapsed();
 
-    println!(
-        "\n| measure ({} events, {} tenants) | p50 | p99 | max |",
-        args.events,
-        platform.tenants.len()
-    );
-    println!("|---|---:|---:|---:|");
-    let row = |name: &str, l: &Latency| {
-        println!("| {name} | {} µs | {} µs | {} µs |", l.p50, l.p99, l.max);
-    };
-    row("tenant subtree (111 tenants), first page of 100", &first);
-    row("tenant subtree (111 tenants), tenth page of 100", &tenth);
-    row("root tenant (whole tree), first page of 100", &root);
-    row("actor (1 event in 100), first page of 100", &actor);
-    row("correlation id, its page", &correlation);
-    println!(
-        "\nexport (jsonl, whole log): {exported} events in {:.1} s = {:.0} events/s",
-        export.as_secs_f64(),
-        exported as f64 / export.as_secs_f64()
-    );
-    Ok(())
+    Ok(AuditReport {
+        events: args.events,
+        tenants: platform.tenants.len(),
+        subtree_first_page: first,
+        subtree_tenth_page: tenth,
+        root_first_page: root,
+        actor_first_page: actor,
+        correlation_page: correlation,
+        exported,
+        export_events_per_s: exported as f64 / export.as_secs_f64(),
+    })
 }
 
 fn histogram() -> anyhow::Result<Histogram<u64>> {

@@ -2,10 +2,17 @@
 //! each against a baseline or a goal measured in the same run. Nothing here runs in
 //! `plinth serve`; the synthetic logs come from `plinth-test-support`, shared with the tests.
 
+mod access;
+mod all;
 mod append;
 mod audit;
+mod cpu;
+mod end_to_end;
+mod plot;
 mod rebuild;
 mod relay;
+mod report;
+mod server;
 
 #[derive(Debug, clap::Subcommand)]
 pub(crate) enum BenchCommand {
@@ -17,6 +24,8 @@ pub(crate) enum BenchCommand {
     Relay(relay::BenchRelayArgs),
     /// Audit page latency (tenant subtree, actor, correlation id) and export throughput.
     Audit(audit::BenchAuditArgs),
+    /// Every benchmark, end-to-end latency too, into one JSON report.
+    All(all::BenchAllArgs),
 }
 
 pub(crate) async fn run(command: BenchCommand) -> anyhow::Result<()> {
@@ -25,6 +34,7 @@ pub(crate) async fn run(command: BenchCommand) -> anyhow::Result<()> {
         BenchCommand::Rebuild(args) => rebuild::run(args).await,
         BenchCommand::Relay(args) => relay::run(args).await,
         BenchCommand::Audit(args) => audit::run(args).await,
+        BenchCommand::All(args) => all::run(args).await,
     }
 }
 

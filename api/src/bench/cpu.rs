@@ -1,0 +1,133 @@
+//! CPU time from /proc (Linux): of this process's threads by name, and of the PostgreSQL
+//! server's processes. A figure per command that does not depend on what else runs on the
+//! machine, unlike throughput; elsewhere than Linux every reading is zero.
+
+use std::path::Path;
+use std::time::Duration;
+
+/// Clock ticks per second of utime/stime in /proc: USER_HZ, 100 on every Linux architecture
+/// (asking sysconf would take unsafe code, which the workspace forbids).
+const TICKS_PER_SECOND: u64 = 100;
+
+/// CPU used so far by the server under test (threads named `thread_prefix`) and by PostgreSQL.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct CpuSample {
+    server: Duration,
+    postgres: Duration,
+}
+
+impl CpuSample {
+    pub(crate) fn now(thread_prefix: &str) -> Self {
+        Self {
+            server: threads_cpu(thread_prefix),
+            postgres: postgres_cpu(),
+        }
+    }
+
+    /// Microseconds of server and PostgreSQL CPU per command from `self` to `later`.
+    pub(crate) fn per_command(&self, later: &CpuSample, commands: u64) -> (f64, f64) {
+        let per = |before: Duration, after: Duration| {
+            after.saturating_sub(before).as_secs_f64() * 1e6 / commands.max(1) as f64
+        };
+        (
+            per(self.server, later.server),
+            per(self.postgres, later.postgres),
+        )
+    }
+}
+
+/// utime + stime (fields 14 and 15) of a /proc stat line, in ticks. The name (field 2) may hold
+/// spaces and parentheses, so fields are counted from its closing parenthesis.
+fn stat_ticks(stat: &str) -> Option<u64> {
+    let mut fields = stat[stat.rfind(')')? + 1..].split_whitespace();
+    let utime: u64 = fields.nth(11)?.parse().ok()?;
+    let stime: u64 = fields.next()?.parse().ok()?;
+    Some(utime + stime)
+}
+
+fn ticks(dir: &Path) -> u64 {
+    std::fs::read_to_string(dir.join("stat"))
+        .ok()
+        .and_then(|s| stat_ticks(&s))
+        .unwrap_or(0)
+}
+
+fn named(dir: &Path, prefix: &str) -> bool {
+    std::fs::read_to_string(dir.join("comm")).is_ok_and(|name| name.starts_with(prefix))
+}
+
+fn as_duration(ticks: u64) -> Duration {
+    Duration::from_millis(ticks * 1000 / TICKS_PER_SECOND)
+}
+
+/// CPU used so far by this process's threads whose name starts with `prefix`. A thread that
+/// ended takes its time with it: the server's worker threads live as long as its runtime.
+fn threads_cpu(prefix: &str) -> Duration {
+    let Ok(tasks) = std::fs::read_dir("/proc/self/task") else {
+        return Duration::ZERO;
+    };
+    as_duration(
+        tasks
+            .flatten()
+            .map(|t| t.path())
+            .filter(|dir| named(dir, prefix))
+            .map(|dir| ticks(&dir))
+            .sum(),
+    )
+}
+
+/// CPU used so far by every process named `postgres` on this host (the benchmarks' server runs
+/// here). Backends of connections that close during a phase take their time with them; the
+/// benchmarks' pools keep theirs open.
+fn postgres_cpu() -> Duration {
+    let Ok(processes) = std::fs::read_dir("/proc") else {
+        return Duration::ZERO;
+    };
+    as_duration(
+        processes
+            .flatten()
+            .filter(|p| {
+                p.file_name()
+                    .to_str()
+                    .is_some_and(|n| n.parse::<u32>().is_ok())
+            })
+            .map(|p| p.path())
+            .filter(|dir| {
+                std::fs::read_to_string(dir.join("comm")).is_ok_and(|n| n.trim() == "postgres")
+            })
+            .map(|dir| ticks(&dir))
+            .sum(),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stat_ticks_counts_from_the_last_parenthesis() {
+        let line = "42 (a (b) c) S 1 42 42 0 -1 4194304 10 0 0 0 250 31 0 0 20 0 1 0 9 0 0";
+        assert_eq!(stat_ticks(line), Some(281));
+    }
+
+    #[test]
+    fn a_named_thread_is_seen_working() {
+        if !cfg!(target_os = "linux") {
+            return;
+        }
+        // Spins until its own reading shows 50 ms of CPU: a reading that never moves fails
+        // after 20 s of wall time, however busy the machine is.
+        std::thread::Builder::new()
+            .name("cpu-test-spin".into())
+            .spawn(|| {
+                let started = std::time::Instant::now();
+                while threads_cpu("cpu-test-spin") < Duration::from_millis(50) {
+                    assert!(started.elapsed() < Duration::from_secs(20), "no CPU seen");
+                }
+                assert_eq!(threads_cpu("no-such-thread"), Duration::ZERO);
+            })
+            .unwrap()
+            .join()
+            .unwrap();
+    }
+}
