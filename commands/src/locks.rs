@@ -25,10 +25,11 @@ pub(crate) const LOCK_SQL: &str = "select count(case when exclusive
      from unnest($1::int8[], $2::bool[]) as wanted(key, exclusive)";
 
 /// The chains of streams, looked up by primary key one id at a time: a plan that stays an
-/// index lookup even when it is cached while `streams` is small.
+/// index lookup even when it is cached while `streams` is small (`limit 1` keeps the lateral
+/// subquery from being flattened into a join that may scan the table).
 const CHAINS_SQL: &str = "select s.stream_id, s.scope_path
      from unnest($1::text[]) as wanted(id)
-     join lateral (select stream_id, scope_path from streams where stream_id = wanted.id) s on true";
+     join lateral (select stream_id, scope_path from streams where stream_id = wanted.id limit 1) s on true";
 
 /// The locks one transaction takes: 64-bit keys in ascending order, so that two transactions
 /// meet on common streams in the same order and never deadlock on them.

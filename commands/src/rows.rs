@@ -72,14 +72,16 @@ impl Facts for World {
 /// their chains, whose grants authorize the commands). `$2` holds the version of each whose
 /// state the writer has cached ([`crate::snapshots`], 0 for none): for those, and for
 /// snapshots of an older shape than `$3` (refolded from their events), no snapshot is sent. Run only after [`crate::locks::LOCK_SQL`] returned, so that it reads under the
-/// locks. One primary-key lookup per id: a plan that stays an index lookup even when it was
-/// cached while `streams` was small.
+/// locks. One primary-key lookup per id: the `limit 1` keeps the planner from flattening the
+/// lateral subquery into a join, whose generic plan, cached while `streams` was small, scanned
+/// the whole table on every batch (measured with pg_stat_statements: 1.7 ms a call instead of
+/// 0.1 ms, as the table grew).
 pub(crate) const LOAD_SQL: &str = "select s.stream_id, s.version, s.last_hash, s.last_position,
             s.scope_path, s.snapshot_version,
             case when s.version = wanted.cached or s.snapshot_version <> $3 then null
                  else s.snapshot end as snapshot
      from unnest($1::text[], $2::int8[]) as wanted(id, cached)
-     join lateral (select * from streams where stream_id = wanted.id) s on true";
+     join lateral (select * from streams where stream_id = wanted.id limit 1) s on true";
 
 /// Adds loaded rows to `world`, from the cache where the row sent no snapshot, refolding any
 /// stale snapshot from its events; newly decoded states are remembered in `snapshots`.
