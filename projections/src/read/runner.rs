@@ -308,6 +308,7 @@ async fn apply(
     )
     .await?;
     tx.commit().await?;
+    PROGRESS.notify_waiters();
     metrics::counter!("plinth_projected_events_total").increment(changes.len() as u64);
     Ok(true)
 }
@@ -318,6 +319,12 @@ async fn apply(
 pub struct NotYet {
     pub position: i64,
 }
+
+/// Wakes the read-your-writes waiters of this process whenever one of its projectors commits,
+/// so that a read waiting for its command's position answers as soon as the projection covers
+/// it rather than at its next poll. Projectors of other processes on the same database are
+/// seen by the poll alone.
+static PROGRESS: tokio::sync::Notify = tokio::sync::Notify::const_new();
 
 /// Waits until every projection has applied the event at `position` (read-your-writes for a
 /// command that returned it), or `timeout` passes.
@@ -333,6 +340,10 @@ pub async fn wait_for_position(
     let mut pause = Duration::from_millis(2);
     let names = ProjectionSet::all().names();
     loop {
+        // Registered before the check, so a commit between the check and the wait still wakes it.
+        let progressed = PROGRESS.notified();
+        tokio::pin!(progressed);
+        progressed.as_mut().enable();
         let reached = async {
             let client = pool.get().await?;
             log::projections_reached(&client, &names, position).await
@@ -347,7 +358,11 @@ pub async fn wait_for_position(
         if now >= deadline {
             return Err(NotYet { position });
         }
-        tokio::time::sleep(pause.min(deadline - now)).await;
-        pause = (pause * 2).min(Duration::from_millis(50));
+        tokio::select! {
+            _ = progressed => {}
+            _ = tokio::time::sleep(pause.min(deadline - now)) => {
+                pause = (pause * 2).min(Duration::from_millis(50));
+            }
+        }
     }
 }
