@@ -31,3 +31,4 @@ mod seed;
 mod shared_reads;
 mod soak;
 mod time_travel;
+mod write_cache;
