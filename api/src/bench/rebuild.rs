@@ -13,7 +13,7 @@ use plinth_test_support::{write_platform_log, PlatformShape, ScratchDatabase};
 
 use super::access::{self, AccessReport};
 
-use crate::cli::read_cmds::{on_progress, progress_bar};
+use crate::cli::progress;
 
 #[derive(Debug, clap::Args)]
 pub(crate) struct BenchRebuildArgs {
@@ -96,8 +96,8 @@ pub(crate) async fn bench(args: &BenchRebuildArgs) -> anyhow::Result<RebuildRepo
             "writing a synthetic log of {} events ({} tenants)…",
             args.events, args.tenants
         );
-        let bar = progress_bar();
-        let report = measure(&pool, args, on_progress(&bar)).await;
+        let bar = progress::rebuild_bar();
+        let report = measure(&pool, args, progress::on_rebuild(&bar)).await;
         bar.finish_and_clear();
         report
     }

@@ -7,15 +7,17 @@
 //! the log's gap-safe order), one page in memory at a time, so its memory does not grow with
 //! the log; stdout carries nothing but data, and progress goes to stderr only on a terminal.
 
-use std::io::{self, IsTerminal as _, Write};
+use std::io::{self, Write};
 
 use anyhow::Context as _;
 use chrono::{DateTime, SecondsFormat, Utc};
 use deadpool_postgres::GenericClient;
-use indicatif::{ProgressBar, ProgressStyle};
+use indicatif::ProgressBar;
 
 use plinth_domain::{Event, TenantId, UserId};
 use plinth_projections::read::queries::{self, AuditFilter, AuditItem, AuditRefusal, Viewer};
+
+use super::progress;
 
 /// Events per page: large enough that a round trip per page is cheap next to writing it.
 const PAGE: i64 = 1000;
@@ -95,7 +97,12 @@ pub(crate) async fn export(args: ExportArgs) -> anyhow::Result<()> {
         since: args.since,
         until: args.until,
     };
-    let bar = progress_bar();
+    // A counter: the total is not known without counting the matches first, which would cost
+    // a second pass over them.
+    let bar = progress::on_terminal(
+        None,
+        "{spinner} [{elapsed_precise}] {human_pos} events ({per_sec})",
+    );
     let stdout = io::BufWriter::new(io::stdout().lock());
     let written = write_audit(&client, &filter, args.format, stdout, &bar).await;
     bar.finish_and_clear();
@@ -166,23 +173,6 @@ fn io_kind(cause: &(dyn std::error::Error + 'static)) -> Option<io::ErrorKind> {
         csv::ErrorKind::Io(e) => Some(e.kind()),
         _ => None,
     }
-}
-
-/// A counter on stderr when it is a terminal; hidden otherwise, so that a redirected stderr
-/// (a log file, CI) gets no control characters. The total is not known without counting the
-/// matches first, which would cost a second pass over them.
-fn progress_bar() -> ProgressBar {
-    if !io::stderr().is_terminal() {
-        return ProgressBar::hidden();
-    }
-    let bar = ProgressBar::new_spinner();
-    bar.set_style(
-        ProgressStyle::with_template(
-            "{spinner} [{elapsed_precise}] {human_pos} events ({per_sec})",
-        )
-        .expect("valid template"),
-    );
-    bar
 }
 
 /// The columns of the CSV and the table, in order.

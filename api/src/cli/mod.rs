@@ -4,6 +4,7 @@
 mod audit;
 pub(crate) mod audit_export;
 mod dev;
+pub(crate) mod progress;
 pub(crate) mod read_cmds;
 mod relay_cmds;
 mod seed;

@@ -1,9 +1,10 @@
 //! CLI glue for the read side (`plinth replay`).
 
 use anyhow::Context as _;
-use indicatif::{ProgressBar, ProgressStyle};
 
-use plinth_projections::read::{self, Projection, ProjectionSet, RebuildProgress};
+use plinth_projections::read::{self, Projection, ProjectionSet};
+
+use super::progress;
 
 #[derive(Debug, clap::Args)]
 pub(crate) struct ReplayArgs {
@@ -27,24 +28,6 @@ pub(crate) struct ReplayArgs {
     pub(crate) into: Option<String>,
 }
 
-pub(crate) fn progress_bar() -> ProgressBar {
-    let bar = ProgressBar::new(0);
-    bar.set_style(
-        ProgressStyle::with_template(
-            "{spinner} [{elapsed_precise}] {wide_bar} {pos}/{len} events ({per_sec}, eta {eta})",
-        )
-        .expect("valid template"),
-    );
-    bar
-}
-
-pub(crate) fn on_progress(bar: &ProgressBar) -> impl FnMut(RebuildProgress) + Send + '_ {
-    move |p: RebuildProgress| {
-        bar.set_length(p.total);
-        bar.set_position(p.events);
-    }
-}
-
 /// `plinth replay --all | --projection NAME`: rebuild into fresh tables, swap atomically.
 /// `plinth replay --until-position N | --until-time T --into SCHEMA`: time travel.
 pub(crate) async fn replay(args: ReplayArgs) -> anyhow::Result<()> {
@@ -66,8 +49,8 @@ pub(crate) async fn replay(args: ReplayArgs) -> anyhow::Result<()> {
     };
     let pool = plinth_commands::pool(&args.database_url, 4)?;
     plinth_commands::migrate::run(&pool).await?;
-    let bar = progress_bar();
-    let report = read::rebuild(&pool, set, on_progress(&bar)).await?;
+    let bar = progress::rebuild_bar();
+    let report = read::rebuild(&pool, set, progress::on_rebuild(&bar)).await?;
     bar.finish_and_clear();
     println!(
         "rebuilt {} from {} events in {:.1}s ({:.0} events/s); checkpoint tx {} position {}",
@@ -91,8 +74,8 @@ async fn replay_as_of(args: &ReplayArgs, schema: &str) -> anyhow::Result<()> {
             .with_context(|| format!("no event was recorded at or before {at}"))?,
         (None, None) => anyhow::bail!("--into needs --until-position N or --until-time T"),
     };
-    let bar = progress_bar();
-    let report = read::rebuild_as_of(&pool, schema, position, on_progress(&bar)).await?;
+    let bar = progress::rebuild_bar();
+    let report = read::rebuild_as_of(&pool, schema, position, progress::on_rebuild(&bar)).await?;
     bar.finish_and_clear();
     println!(
         "read models as of position {position} are in schema {schema} \

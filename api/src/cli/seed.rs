@@ -4,15 +4,15 @@
 //! is drawn by `crate::seed`; this module guards the database, shows progress, brings the read
 //! models up to date and reports.
 
-use std::io::IsTerminal as _;
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
 use deadpool_postgres::Pool;
-use indicatif::{ProgressBar, ProgressStyle};
 
 use plinth_commands::{CommandBus, EventStore};
 use plinth_projections::read::{self, ProjectionSet, RunnerConfig};
+
+use super::progress;
 
 use crate::seed::blueprint::{self, Blueprint, Shape};
 use crate::seed::run::{Seeder, Written};
@@ -79,7 +79,10 @@ pub(crate) async fn seed(args: SeedArgs) -> anyhow::Result<()> {
         .into());
     }
 
-    let bar = progress_bar(shape.events);
+    let bar = progress::on_terminal(
+        Some(shape.events),
+        "{spinner} [{elapsed_precise}] {wide_bar} {human_pos}/{human_len} events ({per_sec}, eta {eta})",
+    );
     let started = Instant::now();
     let seeder = Seeder::new(
         CommandBus::start(pool.clone(), args.writers),
@@ -145,22 +148,6 @@ async fn existing_roots(pool: &Pool) -> anyhow::Result<i64> {
         .get(0))
 }
 
-/// Events written against the asked number, on stderr when it is a terminal; nothing
-/// otherwise, so a piped or logged run gets no control characters.
-fn progress_bar(events: u64) -> ProgressBar {
-    if !std::io::stderr().is_terminal() {
-        return ProgressBar::hidden();
-    }
-    let bar = ProgressBar::new(events);
-    bar.set_style(
-        ProgressStyle::with_template(
-            "{spinner} [{elapsed_precise}] {wide_bar} {human_pos}/{human_len} events ({per_sec}, eta {eta})",
-        )
-        .expect("valid template"),
-    );
-    bar
-}
-
 fn print_summary(b: &Blueprint, written: &Written, elapsed: Duration) {
     let r = &b.removals;
     let seconds = elapsed.as_secs_f64();
@@ -223,13 +210,10 @@ async fn bring_read_models_up_to(
     {
         return Ok("the running projectors kept up".into());
     }
-    let bar = progress_bar(0);
-    let report = read::rebuild(pool, ProjectionSet::all(), |p| {
-        bar.set_length(p.total);
-        bar.set_position(p.events);
-    })
-    .await
-    .context("failed to rebuild the read models")?;
+    let bar = progress::rebuild_bar();
+    let report = read::rebuild(pool, ProjectionSet::all(), progress::on_rebuild(&bar))
+        .await
+        .context("failed to rebuild the read models")?;
     bar.finish_and_clear();
     let rebuilt = format!(
         "rebuilt from {} events at {:.0} events/s",
