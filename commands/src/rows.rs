@@ -71,8 +71,9 @@ impl Facts for World {
 /// Loads the streams a batch reads (`$1`: its targets, the streams it names and every tenant in
 /// their chains, whose grants authorize the commands). `$2` holds the version of each whose
 /// state the writer has cached ([`crate::snapshots`], 0 for none): for those, and for
-/// snapshots of an older shape than `$3` (refolded from their events), no snapshot is sent. Run only after [`crate::locks::LOCK_SQL`] returned, so that it reads under the
-/// locks. One primary-key lookup per id: the `limit 1` keeps the planner from flattening the
+/// snapshots of an older shape than `$3` (refolded from their events), no snapshot is sent.
+/// Run only after [`crate::locks::LOCK_SQL`] returned, so that it reads under the locks.
+/// One primary-key lookup per id: the `limit 1` keeps the planner from flattening the
 /// lateral subquery into a join, whose generic plan, cached while `streams` was small, scanned
 /// the whole table on every batch (measured with pg_stat_statements: 1.7 ms a call instead of
 /// 0.1 ms, as the table grew).
@@ -94,8 +95,8 @@ pub(crate) async fn add_rows(
     let mut decoded = Vec::new();
     for row in rows {
         let (id, entry, fresh) = entry_from_row(client, &row, snapshots).await?;
-        if fresh {
-            decoded.push((id.clone(), entry.version, entry.agg.clone()));
+        if let Some(state) = fresh {
+            decoded.push((id.clone(), entry.version, state));
         }
         world.streams.insert(id, entry);
     }
@@ -103,17 +104,17 @@ pub(crate) async fn add_rows(
     snapshots.remember(
         decoded
             .iter()
-            .filter_map(|(id, version, agg)| agg.as_ref().map(|a| (id, *version, a))),
+            .map(|(id, version, state)| (id, *version, state)),
     );
     Ok(())
 }
 
-/// A loaded stream, and whether its state was decoded (rather than found in the cache).
+/// A loaded stream, and its state again when it was decoded rather than found in the cache.
 async fn entry_from_row(
     client: &impl GenericClient,
     row: &Row,
     snapshots: &Snapshots,
-) -> anyhow::Result<(String, Entry, bool)> {
+) -> anyhow::Result<(String, Entry, Option<Arc<Aggregate>>)> {
     let id: String = row.get("stream_id");
     let version: i64 = row.get("version");
     let snapshot_version: i32 = row.get("snapshot_version");
@@ -135,12 +136,12 @@ async fn entry_from_row(
         version,
         last_hash: row.get("last_hash"),
         last_position: row.get("last_position"),
-        agg: Some(agg),
+        agg: Some(agg.clone()),
         scope_path: row.get("scope_path"),
         last_row: None,
         changed: false,
     };
-    Ok((id, entry, fresh))
+    Ok((id, entry, fresh.then_some(agg)))
 }
 
 /// Folds a stream from its events, upcasting old ones: the path for stale snapshots.
