@@ -120,7 +120,7 @@ pub(crate) fn print_table(rows: &[AppendRow]) {
 /// Every phase on a throwaway database.
 pub(crate) async fn bench(options: &AppendOptions) -> anyhow::Result<Vec<AppendRow>> {
     let db = ScratchDatabase::create(&options.database_url, "plinth_bench_append").await?;
-    let result = measure(options, &db.url).await;
+    let result = measure(options, &db.url, &db.name).await;
     db.drop().await?;
     result
 }
@@ -167,7 +167,11 @@ async fn events_per_transaction(
     Ok(row.get(0))
 }
 
-async fn measure(options: &AppendOptions, url: &str) -> anyhow::Result<Vec<AppendRow>> {
+async fn measure(
+    options: &AppendOptions,
+    url: &str,
+    database: &str,
+) -> anyhow::Result<Vec<AppendRow>> {
     let mut settings = Settings::for_database(url, SECRET, &[ADMIN]);
     settings.db_pool_size = 8;
     settings.writers = options.writers;
@@ -223,13 +227,15 @@ async fn measure(options: &AppendOptions, url: &str) -> anyhow::Result<Vec<Appen
     let baseline_conns = connect_many(url, max_clients).await?;
     let mut rows = Vec::new();
     for &clients in &options.clients {
-        let before = CpuSample::now(SERVER_THREADS);
+        let before = CpuSample::now(SERVER_THREADS, database);
         let baseline = run_baseline(&baseline_conns[..clients], options.phase).await?;
-        let (_, baseline_pg) = before.per_command(&CpuSample::now(SERVER_THREADS), baseline.done);
+        let (_, baseline_pg) =
+            before.per_command(&CpuSample::now(SERVER_THREADS, database), baseline.done);
         let at = last_position(&baseline_conns[0]).await?;
-        let before = CpuSample::now(SERVER_THREADS);
+        let before = CpuSample::now(SERVER_THREADS, database);
         let plinth = run_http(&http, &base, &token, &tenants[..clients], options.phase).await?;
-        let (cpu, pg_cpu) = before.per_command(&CpuSample::now(SERVER_THREADS), plinth.done);
+        let (cpu, pg_cpu) =
+            before.per_command(&CpuSample::now(SERVER_THREADS, database), plinth.done);
         let per_commit = events_per_transaction(&baseline_conns[0], at).await?;
         let row = AppendRow {
             clients,

@@ -1,6 +1,6 @@
 //! CPU time from /proc (Linux): of this process's threads by name, and of the PostgreSQL
-//! server's processes. A figure per command that does not depend on what else runs on the
-//! machine, unlike throughput; elsewhere than Linux every reading is zero.
+//! processes that serve one database. A figure per command that does not depend on what else
+//! runs on the machine, unlike throughput; elsewhere than Linux every reading is zero.
 
 use std::path::Path;
 use std::time::Duration;
@@ -9,7 +9,8 @@ use std::time::Duration;
 /// (asking sysconf would take unsafe code, which the workspace forbids).
 const TICKS_PER_SECOND: u64 = 100;
 
-/// CPU used so far by the server under test (threads named `thread_prefix`) and by PostgreSQL.
+/// CPU used so far by the server under test (threads named `thread_prefix`) and by PostgreSQL
+/// for the benchmark's database.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct CpuSample {
     server: Duration,
@@ -17,10 +18,10 @@ pub(crate) struct CpuSample {
 }
 
 impl CpuSample {
-    pub(crate) fn now(thread_prefix: &str) -> Self {
+    pub(crate) fn now(thread_prefix: &str, database: &str) -> Self {
         Self {
             server: threads_cpu(thread_prefix),
-            postgres: postgres_cpu(),
+            postgres: postgres_cpu(database),
         }
     }
 
@@ -76,10 +77,22 @@ fn threads_cpu(prefix: &str) -> Duration {
     )
 }
 
-/// CPU used so far by every process named `postgres` on this host (the benchmarks' server runs
-/// here). Backends of connections that close during a phase take their time with them; the
-/// benchmarks' pools keep theirs open.
-fn postgres_cpu() -> Duration {
+/// The PostgreSQL processes whose work a benchmark on `database` causes: the backends (and
+/// autovacuum workers) of that database, whose process titles name it, and the cluster's
+/// WAL writer, checkpointer and background writer, which every database's writes keep busy.
+/// Backends of other databases are left out, so that tests or benchmarks running elsewhere in
+/// the same cluster do not inflate the figure.
+fn serves(title: &str, database: &str) -> bool {
+    const SHARED: [&str; 3] = ["walwriter", "checkpointer", "background writer"];
+    let title = title.trim_end_matches(['\0', ' ']);
+    title.split_whitespace().any(|word| word == database)
+        || SHARED.iter().any(|name| title.ends_with(name))
+}
+
+/// CPU used so far by the PostgreSQL processes on this host (the benchmarks' server runs here)
+/// that serve `database` (see [`serves`]). Backends of connections that close during a phase
+/// take their time with them; the benchmarks' pools keep theirs open.
+fn postgres_cpu(database: &str) -> Duration {
     let Ok(processes) = std::fs::read_dir("/proc") else {
         return Duration::ZERO;
     };
@@ -95,6 +108,10 @@ fn postgres_cpu() -> Duration {
             .filter(|dir| {
                 std::fs::read_to_string(dir.join("comm")).is_ok_and(|n| n.trim() == "postgres")
             })
+            .filter(|dir| {
+                std::fs::read(dir.join("cmdline"))
+                    .is_ok_and(|title| serves(&String::from_utf8_lossy(&title), database))
+            })
             .map(|dir| ticks(&dir))
             .sum(),
     )
@@ -108,6 +125,30 @@ mod tests {
     fn stat_ticks_counts_from_the_last_parenthesis() {
         let line = "42 (a (b) c) S 1 42 42 0 -1 4194304 10 0 0 0 250 31 0 0 20 0 1 0 9 0 0";
         assert_eq!(stat_ticks(line), Some(281));
+    }
+
+    #[test]
+    fn only_the_databases_backends_and_the_shared_writers_count() {
+        let db = "plinth_bench_append_1a2b";
+        assert!(serves(
+            "postgres: 15/main: postgres plinth_bench_append_1a2b 127.0.0.1(4711) idle",
+            db
+        ));
+        assert!(serves(
+            "postgres: 15/main: autovacuum worker plinth_bench_append_1a2b",
+            db
+        ));
+        assert!(serves("postgres: 15/main: walwriter \0\0", db));
+        assert!(serves("postgres: 15/main: checkpointer ", db));
+        assert!(!serves(
+            "postgres: 15/main: postgres plinth_test_9f 127.0.0.1(4712) idle",
+            db
+        ));
+        assert!(!serves(
+            "postgres: 15/main: postgres plinth_bench_append_1a2b_x 127.0.0.1(1) idle",
+            db
+        ));
+        assert!(!serves("postgres: 15/main: autovacuum launcher", db));
     }
 
     #[test]
