@@ -3,6 +3,13 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
+/// Settings the operator has to fix. `plinth` exits 2 on them, as on a usage error, so that a
+/// supervisor can tell them from failures a restart may cure (systemd's
+/// `RestartPreventExitStatus=2` in `deploy/plinth.service`).
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct InvalidSettings(String);
+
 /// Settings of the server. Secrets are never printed (see the `Debug` impl).
 #[derive(Clone, clap::Args)]
 pub struct Settings {
@@ -138,8 +145,10 @@ impl Settings {
         }
         match wrong.len() {
             0 => Ok(()),
-            1 => anyhow::bail!("invalid setting: {}", wrong[0]),
-            _ => anyhow::bail!("invalid settings:\n  - {}", wrong.join("\n  - ")),
+            1 => Err(InvalidSettings(format!("invalid setting: {}", wrong[0])).into()),
+            _ => Err(
+                InvalidSettings(format!("invalid settings:\n  - {}", wrong.join("\n  - "))).into(),
+            ),
         }
     }
 

@@ -101,6 +101,14 @@ pub fn main() -> anyhow::Result<()> {
         eprintln!("error: {refused}");
         std::process::exit(2);
     }
+    if let Some(invalid) = result
+        .as_ref()
+        .err()
+        .and_then(|e| e.downcast_ref::<crate::settings::InvalidSettings>())
+    {
+        eprintln!("error: {invalid}");
+        std::process::exit(2);
+    }
     result
 }
 
