@@ -3,6 +3,7 @@
 //! (`config`). The real binary, because the log subscriber and the Prometheus recorder are
 //! process-global: an in-process app would share them with every other test.
 
+mod backup;
 mod config;
 mod health;
 mod logs;
