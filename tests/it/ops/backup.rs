@@ -91,7 +91,10 @@ async fn a_backup_without_read_model_data_restores_and_replays_to_the_same_read_
     let restored = ScratchDatabase::create(&test_server_url(), "plinth_test")
         .await
         .unwrap();
-    run("pg_restore", &["--no-owner", "--dbname", &restored.url, dump_path]);
+    run(
+        "pg_restore",
+        &["--no-owner", "--dbname", &restored.url, dump_path],
+    );
     let _ = std::fs::remove_file(&dump);
     let empty = read_models(&restored.url).await;
     assert!(empty.iter().all(|(_, rows, _)| *rows == 0), "{empty:?}");
