@@ -5,8 +5,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context as _;
-use axum::extract::{DefaultBodyLimit, MatchedPath};
-use axum::http::{header, Request, StatusCode};
+use axum::extract::DefaultBodyLimit;
+use axum::http::{header, StatusCode};
 use axum::response::Response;
 use axum::Router;
 use tokio::net::TcpListener;
@@ -20,6 +20,7 @@ use plinth_commands::{CommandBus, EventStore};
 
 use crate::auth::{Auth, KnownUsers, Verifier};
 use crate::error::problem;
+use crate::request_context;
 use crate::routes;
 use crate::settings::Settings;
 use crate::state::AppState;
@@ -39,9 +40,6 @@ pub async fn build_state(settings: Settings) -> anyhow::Result<AppState> {
     let applied = plinth_commands::migrate::run(&pool).await?;
     if applied > 0 {
         tracing::info!(applied, "applied migrations");
-    }
-    if settings.jwt_secret.is_none() && settings.jwks_file.is_none() {
-        anyhow::bail!("no way to verify tokens: set PLINTH_JWT_SECRET or PLINTH_JWKS_FILE");
     }
     let verifier = Verifier::new(
         settings.jwt_secret.as_deref(),
@@ -92,27 +90,17 @@ pub fn router(state: AppState) -> Router {
             timeout,
         ))
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
-        // The last layer added is the outermost: a request gets its id (the client's
+        // Outside the timeout and the problem mapping: counts the status the client got.
+        .layer(axum::middleware::from_fn(request_context::count_request))
+        // The last layer added is the outermost: a request gets its id (the client's sane
         // `x-request-id`, or a new UUID) before its span opens, and the answer carries it back.
         .layer(PropagateRequestIdLayer::x_request_id())
-        .layer(TraceLayer::new_for_http().make_span_with(request_span))
+        .layer(TraceLayer::new_for_http().make_span_with(request_context::request_span))
         .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
+        .layer(axum::middleware::from_fn(
+            request_context::drop_insane_request_id,
+        ))
         .with_state(state)
-}
-
-/// The span every log line of a request is written in: its method, the route it matched (the
-/// template, not the path: ids stay out of the span name's cardinality) and its request id.
-fn request_span<B>(request: &Request<B>) -> tracing::Span {
-    let route = request
-        .extensions()
-        .get::<MatchedPath>()
-        .map_or("unmatched", MatchedPath::as_str);
-    let request_id = request
-        .headers()
-        .get("x-request-id")
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or_default();
-    tracing::info_span!("request", method = %request.method(), route, request_id)
 }
 
 /// Errors produced by axum itself (413 from the body limit, 405, 408 from the timeout) come
@@ -151,6 +139,7 @@ pub struct RunningApp {
 
 /// Binds `settings.listen` (port 0 picks a free one) and serves in the background.
 pub async fn spawn(settings: Settings) -> anyhow::Result<RunningApp> {
+    settings.validate()?;
     let listen = settings.listen;
     let state = build_state(settings).await?;
     let listener = TcpListener::bind(listen)

@@ -52,13 +52,7 @@ impl std::fmt::Debug for Verifier {
 impl Verifier {
     pub fn new(secret: Option<&str>, jwks_file: Option<&std::path::Path>) -> anyhow::Result<Self> {
         let jwks = match jwks_file {
-            Some(path) => {
-                let text = std::fs::read_to_string(path)
-                    .with_context(|| format!("failed to read JWKS {}", path.display()))?;
-                Some(Arc::new(
-                    serde_json::from_str(&text).context("invalid JWKS file")?,
-                ))
-            }
+            Some(path) => Some(Arc::new(read_jwks(path)?)),
             None => None,
         };
         Ok(Self {
@@ -97,6 +91,29 @@ impl Verifier {
             .map(|d| d.claims)
             .map_err(|e| format!("invalid token: {e}"))
     }
+}
+
+/// Reads the JWKS file: readable, a JWKS document, with at least one key, each with a `kid`
+/// (tokens name their key by it) and usable for verifying.
+pub fn read_jwks(path: &std::path::Path) -> anyhow::Result<JwkSet> {
+    let shown = path.display();
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("PLINTH_JWKS_FILE {shown} cannot be read"))?;
+    let jwks: JwkSet = serde_json::from_str(&text)
+        .with_context(|| format!("PLINTH_JWKS_FILE {shown} is not a JWKS document"))?;
+    if jwks.keys.is_empty() {
+        anyhow::bail!("PLINTH_JWKS_FILE {shown} holds no key");
+    }
+    for (n, jwk) in jwks.keys.iter().enumerate() {
+        let kid = jwk
+            .common
+            .key_id
+            .as_deref()
+            .with_context(|| format!("PLINTH_JWKS_FILE {shown}: key {n} has no `kid`"))?;
+        DecodingKey::from_jwk(jwk)
+            .with_context(|| format!("PLINTH_JWKS_FILE {shown}: key `{kid}` is unusable"))?;
+    }
+    Ok(jwks)
 }
 
 /// Mints a development token (HS256) for `subject`, valid for `ttl_secs`.

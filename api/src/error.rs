@@ -60,6 +60,16 @@ impl From<anyhow::Error> for ApiError {
 }
 
 impl ApiError {
+    /// The answer's status.
+    pub fn status(&self) -> StatusCode {
+        self.parts().0
+    }
+
+    /// The problem type's code (`urn:plinth:problem:<code>`).
+    pub fn code(&self) -> &'static str {
+        self.parts().1
+    }
+
     fn parts(&self) -> (StatusCode, &'static str, String) {
         match self {
             Self::BadRequest(d) => (StatusCode::BAD_REQUEST, "bad-request", d.clone()),

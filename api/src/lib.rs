@@ -8,6 +8,8 @@ pub mod auth;
 mod bench;
 pub mod cli;
 pub mod error;
+mod health;
+mod request_context;
 mod routes;
 mod seed;
 pub mod settings;

@@ -3,6 +3,13 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
+/// Settings the operator has to fix. `plinth` exits 2 on them, as on a usage error, so that a
+/// supervisor can tell them from failures a restart may cure (systemd's
+/// `RestartPreventExitStatus=2` in `deploy/plinth.service`).
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct InvalidSettings(String);
+
 /// Settings of the server. Secrets are never printed (see the `Debug` impl).
 #[derive(Clone, clap::Args)]
 pub struct Settings {
@@ -43,6 +50,9 @@ pub struct Settings {
     /// Seconds before a request is answered with 408.
     #[arg(long, env = "PLINTH_REQUEST_TIMEOUT_SECS", default_value_t = 30)]
     pub request_timeout_secs: u64,
+    /// `/readyz` answers 503 while a projection is more than this many events behind the log.
+    #[arg(long, env = "PLINTH_READY_MAX_LAG_EVENTS", default_value_t = 10_000)]
+    pub ready_max_lag_events: u64,
 }
 
 impl std::fmt::Debug for Settings {
@@ -57,11 +67,91 @@ impl std::fmt::Debug for Settings {
             .field("kafka_topic_prefix", &self.kafka_topic_prefix)
             .field("db_pool_size", &self.db_pool_size)
             .field("writers", &self.writers)
+            .field("request_timeout_secs", &self.request_timeout_secs)
+            .field("ready_max_lag_events", &self.ready_max_lag_events)
             .finish()
     }
 }
 
 impl Settings {
+    /// Checks every setting before anything connects or binds, and names each one that is
+    /// wrong (by its environment variable, where operators set it) with what it must be: a
+    /// server that starts with a zero pool or an unreadable key file fails later and less
+    /// clearly. The listen address is checked by binding it, right after (`plinth serve`).
+    pub fn validate(&self) -> anyhow::Result<()> {
+        let mut wrong = Vec::new();
+        match &self.database_url {
+            None => wrong.push("DATABASE_URL is not set (or run `plinth serve --dev`)".to_owned()),
+            // The parser's message never repeats the URL: it may hold a password.
+            Some(url) => {
+                if let Err(e) = url.parse::<tokio_postgres::Config>() {
+                    wrong.push(format!(
+                        "DATABASE_URL is not a PostgreSQL connection string: {e}"
+                    ));
+                }
+            }
+        }
+        if self.db_pool_size < 1 {
+            wrong.push("PLINTH_DB_POOL_SIZE must be at least 1".to_owned());
+        }
+        if self.writers < 1 {
+            wrong.push("PLINTH_WRITERS must be at least 1".to_owned());
+        }
+        if self.request_timeout_secs == 0 {
+            wrong.push("PLINTH_REQUEST_TIMEOUT_SECS must be more than 0".to_owned());
+        }
+        if self.ready_max_lag_events == 0 {
+            // 0 would turn every replica unready after each command, until the projectors
+            // apply it: readiness would flap under any load.
+            wrong.push("PLINTH_READY_MAX_LAG_EVENTS must be at least 1".to_owned());
+        }
+        if self
+            .jwt_secret
+            .as_deref()
+            .is_some_and(|s| s.trim().is_empty())
+        {
+            wrong.push("PLINTH_JWT_SECRET is set but empty: anyone could sign tokens".to_owned());
+        }
+        if self.jwt_secret.is_none() && self.jwks_file.is_none() {
+            wrong.push(
+                "no way to verify tokens: set PLINTH_JWT_SECRET or PLINTH_JWKS_FILE".to_owned(),
+            );
+        }
+        if let Some(path) = &self.jwks_file {
+            if let Err(e) = crate::auth::read_jwks(path) {
+                wrong.push(format!("{e:#}"));
+            }
+        }
+        if self
+            .kafka_brokers
+            .as_deref()
+            .is_some_and(|b| b.trim().is_empty())
+        {
+            wrong
+                .push("PLINTH_KAFKA_BROKERS is set but empty (unset it not to publish)".to_owned());
+        }
+        // Kafka's own rule for topic names, which the prefix starts.
+        let prefix = &self.kafka_topic_prefix;
+        if prefix.is_empty()
+            || prefix.len() > 200
+            || !prefix
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
+        {
+            wrong.push(
+                "PLINTH_KAFKA_TOPIC_PREFIX must be 1 to 200 characters of [A-Za-z0-9._-]"
+                    .to_owned(),
+            );
+        }
+        match wrong.len() {
+            0 => Ok(()),
+            1 => Err(InvalidSettings(format!("invalid setting: {}", wrong[0])).into()),
+            _ => Err(
+                InvalidSettings(format!("invalid settings:\n  - {}", wrong.join("\n  - "))).into(),
+            ),
+        }
+    }
+
     /// Whether the token (issuer, subject) names a platform administrator: an entry equal to
     /// the subject, or to `issuer|subject`. An empty or blank subject is nobody, whatever the
     /// list holds (an unset variable parses as one empty entry).
@@ -90,6 +180,7 @@ impl Settings {
             db_pool_size: 16,
             writers: 2,
             request_timeout_secs: 30,
+            ready_max_lag_events: 10_000,
         }
     }
 }

@@ -22,6 +22,7 @@ mod lifecycle;
 mod log_order;
 mod metadata;
 mod openapi;
+mod ops;
 mod pg_restart;
 mod query_params;
 mod read_side;

@@ -21,6 +21,9 @@ use crate::settings::Settings;
     about = "Event-sourced foundation for an infrastructure platform"
 )]
 struct Cli {
+    /// Log lines as `text` or `json` (one object per line), on stderr.
+    #[arg(long, env = "PLINTH_LOG_FORMAT", default_value = "text", global = true)]
+    log_format: crate::telemetry::LogFormat,
     #[command(subcommand)]
     command: Commands,
 }
@@ -83,7 +86,7 @@ enum Commands {
 /// Entry point of the binary.
 pub fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
-    crate::telemetry::init_tracing();
+    crate::telemetry::init_logging(cli.log_format);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
@@ -96,6 +99,14 @@ pub fn main() -> anyhow::Result<()> {
         .and_then(|e| e.downcast_ref::<seed::Refused>())
     {
         eprintln!("error: {refused}");
+        std::process::exit(2);
+    }
+    if let Some(invalid) = result
+        .as_ref()
+        .err()
+        .and_then(|e| e.downcast_ref::<crate::settings::InvalidSettings>())
+    {
+        eprintln!("error: {invalid}");
         std::process::exit(2);
     }
     result

@@ -27,12 +27,14 @@ pub(crate) async fn serve(mut settings: Settings, dev: bool, parts: Parts) -> an
     if dev {
         super::dev::prepare(&mut settings).await?;
     }
+    settings.validate()?;
     tracing::info!(settings = ?settings, "starting");
+    // Bound before connecting: an address in use is a setting to fix, said at once.
     let listen = settings.listen;
-    let state = app::build_state(settings.clone()).await?;
     let listener = TcpListener::bind(listen)
         .await
-        .with_context(|| format!("failed to bind {listen}"))?;
+        .with_context(|| format!("invalid setting: PLINTH_LISTEN {listen} cannot be bound"))?;
+    let state = app::build_state(settings.clone()).await?;
     if dev {
         print_dev_banner(&settings, listener.local_addr()?)?;
     }

@@ -1,5 +1,7 @@
 //! `POST /v1/commands`: submit a command.
 
+use std::time::{Duration, Instant};
+
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
@@ -68,7 +70,55 @@ pub(crate) async fn submit(
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, ApiError> {
-    let envelope: Envelope = serde_json::from_slice(&body)
+    let started = Instant::now();
+    // Named once the command parses: the log line and the metric labels take no client text.
+    let mut command_type = "unknown";
+    let result = handle(&state, caller, &headers, &body, &mut command_type).await;
+    record_outcome(command_type, &result, started.elapsed());
+    result.map(|(status, outcome)| (status, Json(outcome)).into_response())
+}
+
+/// One line and one latency sample per command, in the request's span (its request id and
+/// trace id): accepted (201, or 200 for an idempotent replay), rejected (a 4xx, with its problem
+/// type) or failed (a 5xx). The body is never logged: it is the client's data.
+fn record_outcome(
+    command: &'static str,
+    result: &Result<(StatusCode, CommandOutcome), ApiError>,
+    elapsed: Duration,
+) {
+    let outcome = match result {
+        Ok((status, o)) => {
+            tracing::info!(
+                command,
+                outcome = "accepted",
+                replayed = *status == StatusCode::OK,
+                stream_id = %o.stream_id,
+                position = o.position,
+                "command"
+            );
+            "accepted"
+        }
+        Err(e) if e.status().is_server_error() => {
+            tracing::warn!(command, outcome = "failed", problem = e.code(), "command");
+            "failed"
+        }
+        Err(e) => {
+            tracing::info!(command, outcome = "rejected", problem = e.code(), "command");
+            "rejected"
+        }
+    };
+    metrics::histogram!("plinth_command_duration_seconds", "command" => command, "outcome" => outcome)
+        .record(elapsed.as_secs_f64());
+}
+
+async fn handle(
+    state: &AppState,
+    caller: Caller,
+    headers: &HeaderMap,
+    body: &[u8],
+    command_type: &mut &'static str,
+) -> Result<(StatusCode, CommandOutcome), ApiError> {
+    let envelope: Envelope = serde_json::from_slice(body)
         .map_err(|e| ApiError::BadRequest(format!("invalid command envelope: {e}")))?;
     if envelope.expected_version.is_some_and(|v| v < 0) {
         return Err(ApiError::BadRequest("expected_version must be ≥ 0".into()));
@@ -87,8 +137,9 @@ pub(crate) async fn submit(
     let command = Command::parse(&envelope.command_type, data).map_err(|e| {
         ApiError::BadRequest(format!("invalid {} command: {e}", envelope.command_type))
     })?;
+    *command_type = command.command_type();
 
-    let idempotency = idempotency_key(&headers)?.map(|key| IdempotencyKey {
+    let idempotency = idempotency_key(headers)?.map(|key| IdempotencyKey {
         key,
         request_hash: Sha256::digest(canonical.to_string().as_bytes()).to_vec(),
     });
@@ -99,13 +150,13 @@ pub(crate) async fn submit(
         expected_version: envelope.expected_version,
         idempotency,
         command_id,
-        correlation_id: uuid_header(&headers, "x-correlation-id")?.unwrap_or(command_id),
-        causation_id: uuid_header(&headers, "x-causation-id")?,
-        traceparent: text_header(&headers, "traceparent", 128)?,
+        correlation_id: uuid_header(headers, "x-correlation-id")?.unwrap_or(command_id),
+        causation_id: uuid_header(headers, "x-causation-id")?,
+        traceparent: text_header(headers, "traceparent", 128)?,
     };
     let (outcome, replayed) = match state.bus.submit(submission).await {
         Err(CommandError::Domain(DomainError::HasDependents { id })) => {
-            return Err(has_dependents(&state, id).await)
+            return Err(has_dependents(state, id).await)
         }
         submitted => submitted?,
     };
@@ -114,7 +165,7 @@ pub(crate) async fn submit(
     } else {
         StatusCode::CREATED
     };
-    Ok((status, Json(outcome)).into_response())
+    Ok((status, outcome))
 }
 
 /// How many dependents a refused delete names.

@@ -19,27 +19,23 @@ pub(crate) async fn healthz() -> &'static str {
     "ok"
 }
 
-/// Ready when PostgreSQL answers.
+/// Ready when PostgreSQL answers, the migrations are applied and the projections are within
+/// `PLINTH_READY_MAX_LAG_EVENTS` of the log; otherwise 503 naming each reason.
 #[utoipa::path(
     get,
     path = "/readyz",
     tag = "operations",
-    summary = "Readiness (PostgreSQL reachable)",
+    summary = "Readiness (PostgreSQL reachable, migrations applied, projections caught up)",
     responses((status = 200, description = "`ready`", body = String, content_type = "text/plain"), OpsProblems),
 )]
 pub(crate) async fn readyz(State(state): State<AppState>) -> Response {
-    let ok = match state.pool.get().await {
-        Ok(client) => client.simple_query("select 1").await.is_ok(),
-        Err(_) => false,
-    };
-    if ok {
-        "ready".into_response()
-    } else {
-        problem(
+    match crate::health::readiness(&state).await {
+        Ok(()) => "ready".into_response(),
+        Err(reasons) => problem(
             StatusCode::SERVICE_UNAVAILABLE,
             "unavailable",
-            "PostgreSQL is not reachable",
-        )
+            &format!("not ready: {}", reasons.join("; ")),
+        ),
     }
 }
 
@@ -50,13 +46,14 @@ pub(crate) async fn readyz(State(state): State<AppState>) -> Response {
     summary = "Prometheus metrics",
     responses((status = 200, description = "The Prometheus text format", body = String, content_type = "text/plain"), OpsProblems),
 )]
-pub(crate) async fn metrics() -> Response {
-    match crate::telemetry::prometheus() {
-        Some(handle) => handle.render().into_response(),
-        None => problem(
+pub(crate) async fn metrics(State(state): State<AppState>) -> Response {
+    let Some(handle) = crate::telemetry::prometheus() else {
+        return problem(
             StatusCode::SERVICE_UNAVAILABLE,
             "unavailable",
             "metrics are not installed",
-        ),
-    }
+        );
+    };
+    crate::health::sample_for_scrape(&state).await;
+    handle.render().into_response()
 }

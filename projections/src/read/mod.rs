@@ -17,12 +17,14 @@
 //! reach the tables; the property test in `tests` checks that they agree with each other and
 //! with the domain's in-memory model of the rules.
 
+mod lag;
 mod models;
 mod projection;
 pub mod queries;
 mod rebuild;
 mod runner;
 
+pub use lag::{projection_lags, ProjectionLag};
 pub use projection::{Projection, ProjectionSet};
 pub use rebuild::{
     rebuild, rebuild_as_of, rebuild_in_batches, RebuildProgress, RebuildReport, REBUILD_BATCH,
