@@ -48,14 +48,21 @@ async function api(path, { method = 'GET', body, params = {} } = {}) {
   const headers = { Authorization: `Bearer ${state.token}` };
   if (body !== undefined) headers['Content-Type'] = 'application/json';
   let response;
-  try {
-    response = await fetch(url, {
-      method,
-      headers,
-      body: body === undefined ? undefined : JSON.stringify(body),
-    });
-  } catch (e) {
-    throw new Problem(0, { title: 'The server could not be reached', detail: String(e.message || e) });
+  for (let attempt = 1; ; attempt += 1) {
+    try {
+      response = await fetch(url, {
+        method,
+        headers,
+        body: body === undefined ? undefined : JSON.stringify(body),
+      });
+    } catch (e) {
+      throw new Problem(0, { title: 'The server could not be reached', detail: String(e.message || e) });
+    }
+    // A read that could not catch up with `min_position` in time (or a database that is
+    // briefly away) answers 503 with Retry-After: a read is safe to ask again, a few times.
+    if (response.status !== 503 || method !== 'GET' || attempt >= 3) break;
+    const seconds = Math.min(Number(response.headers.get('Retry-After')) || 1, 3);
+    await new Promise((resolve) => { setTimeout(resolve, seconds * 1000); });
   }
   let data = null;
   try {

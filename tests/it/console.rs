@@ -19,7 +19,7 @@ use fantoccini::key::Key;
 use fantoccini::{Client, ClientBuilder, Locator};
 use serde_json::{json, Value};
 
-use crate::support::{plinth_binary, test_db};
+use crate::support::{plinth_binary, synthetic_platform, test_db, HORIZON};
 
 /// The longest any one thing may take to show on the page.
 const WAIT: Duration = Duration::from_secs(20);
@@ -321,6 +321,19 @@ impl Page {
         .unwrap();
     }
 
+    async fn count(&self, xpath: &str) -> usize {
+        self.client
+            .find_all(Locator::XPath(xpath))
+            .await
+            .unwrap()
+            .len()
+    }
+
+    /// Waits until `xpath` matches exactly `n` elements.
+    async fn wait_for_count(&self, xpath: &str, n: usize) {
+        self.wait_for(&format!("/*[count({xpath}) = {n}]")).await;
+    }
+
     /// The tree item of tenant `id`.
     async fn tree_item(&self, id: &str) -> Element {
         self.wait_for(&format!(
@@ -344,6 +357,9 @@ impl Page {
 
 #[tokio::test]
 async fn a_person_builds_the_seed_example_in_the_console_and_sees_who_may_use_what() {
+    // Every change is read back with `min_position`, a wait bounded by the API: held off while
+    // another test holds the cluster's snapshot horizon back on purpose.
+    let _reading = HORIZON.read().await;
     let db = test_db().await;
     let server = DevServer::start(&db.url);
     let browser = Browser::start().await;
@@ -617,4 +633,95 @@ async fn the_console_is_served_with_a_policy_that_allows_only_its_own_scripts() 
         !html.contains("<script>"),
         "inline script would be refused by the policy"
     );
+}
+
+#[tokio::test]
+async fn a_tree_of_ten_thousand_tenants_is_loaded_a_page_at_a_time_as_it_is_walked_by_keyboard() {
+    let db = test_db().await;
+    // A 10-ary tree of 10,000 tenants under one root, written straight into the log.
+    let platform = {
+        let _writing = HORIZON.write().await;
+        synthetic_platform(&db, 12_000, 10_000, 10).await
+    };
+    let _reading = HORIZON.read().await;
+    let server = DevServer::start(&db.url);
+    // And 120 more roots beside it: the roots come in two pages of the console's 100.
+    let admin = server.token("dev-admin");
+    let http = reqwest::Client::new();
+    let mut last = 0;
+    for i in 0..120 {
+        let reply: Value = http
+            .post(format!("{}/v1/commands", server.base))
+            .bearer_auth(&admin)
+            .json(&json!({"type": "CreateTenant", "data": {"name": format!("Root-{i:03}")}}))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        last = reply["position"].as_i64().expect("created");
+    }
+    // Loaded once the projection has the last of them.
+    let settled = http
+        .get(format!("{}/v1/tenants?min_position={last}", server.base))
+        .bearer_auth(&admin)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(settled.status(), 200);
+
+    let browser = Browser::start().await;
+    let page = Page {
+        client: browser.session().await,
+        shots: screenshot_dir(),
+    };
+    let outcome = tokio::time::timeout(SCENARIO, async {
+        page.client.goto(&server.link).await.unwrap();
+        let roots = "//ul[@id='tenant-tree']/li[@role='treeitem' and @data-id]";
+        let more = "//ul[@id='tenant-tree']/li[contains(@class, 'more-item')]";
+        page.wait_for(more).await;
+        assert_eq!(page.count(roots).await, 100, "the first page of roots");
+        // End moves to the last item, "Load more…"; Enter loads the next page and focuses
+        // the first tenant of it.
+        let first = page.wait_for(roots).await;
+        first.send_keys(&Key::End.to_string()).await.unwrap();
+        let focused = page.client.active_element().await.unwrap();
+        assert_eq!(
+            focused.attr("class").await.unwrap().as_deref(),
+            Some("more-item")
+        );
+        focused.send_keys(&Key::Enter.to_string()).await.unwrap();
+        page.wait_for_count(roots, 121).await;
+        assert_eq!(page.count(more).await, 0, "two pages hold every root");
+        let focused = page.client.active_element().await.unwrap();
+        assert!(focused.attr("data-id").await.unwrap().is_some());
+
+        // The synthetic tree's root: Right loads its 10 children, Down moves to the first,
+        // Right loads that one's 10.
+        let root = platform.tenants[0].to_string();
+        let item = page.tree_item(&root).await;
+        item.send_keys(&Key::Right.to_string()).await.unwrap();
+        let children = format!("//li[@data-id='{root}']/ul/li[@role='treeitem']");
+        page.wait_for_count(&children, 10).await;
+        item.send_keys(&Key::Down.to_string()).await.unwrap();
+        let child = page.client.active_element().await.unwrap();
+        assert_eq!(
+            child.attr("aria-level").await.unwrap().as_deref(),
+            Some("2")
+        );
+        let child_id = child.attr("data-id").await.unwrap().unwrap();
+        child.send_keys(&Key::Right.to_string()).await.unwrap();
+        page.wait_for_count(
+            &format!("//li[@data-id='{child_id}']/ul/li[@role='treeitem']"),
+            10,
+        )
+        .await;
+        // Of the 10,120 tenants, the page holds what was walked to: 121 roots and 2 × 10.
+        assert_eq!(page.count("//li[@role='treeitem']").await, 141);
+        page.shot("ten-thousand").await;
+    })
+    .await;
+    let _ = page.client.clone().close().await;
+    outcome.unwrap_or_else(|_| panic!("the tree scenario took longer than {SCENARIO:?}"));
 }
