@@ -386,6 +386,21 @@ async fn scenario(page: &Page, server: &DevServer) {
     assert!(!url.as_str().contains("token"), "the token stayed in {url}");
     assert_eq!(url.fragment(), None, "{url}");
 
+    // A name is text, never markup: shown as typed, and nothing in it runs.
+    let hostile = "<img src=x onerror=\"document.title='pwned'\">";
+    page.fill("ct-name", hostile).await;
+    page.fill("ct-parent", "").await;
+    let named = page.submit("CreateTenant").await;
+    let label = page
+        .tree_item(&named)
+        .await
+        .find(Locator::Css(":scope > .label .name"))
+        .await
+        .unwrap();
+    assert_eq!(label.text().await.unwrap(), hostile);
+    assert_eq!(page.count("//ul[@id='tenant-tree']//img").await, 0);
+    assert_eq!(page.client.title().await.unwrap(), "Plinth console");
+
     // The seed's example, through the forms. Tenant-100, a root:
     page.fill("ct-name", "Tenant-100").await;
     page.fill("ct-parent", "").await;
