@@ -22,7 +22,7 @@ use serde_json::{json, Value};
 use crate::support::{plinth_binary, synthetic_platform, test_db, HORIZON};
 
 /// The longest any one thing may take to show on the page.
-const WAIT: Duration = Duration::from_secs(20);
+const WAIT: Duration = Duration::from_secs(30);
 /// The whole scenario's bound: past it the test fails (and still kills what it started).
 const SCENARIO: Duration = Duration::from_secs(300);
 
@@ -198,11 +198,13 @@ impl Browser {
                 ],
             }),
         );
-        let connect = ClientBuilder::new(hyper_util::client::legacy::connect::HttpConnector::new())
-            .capabilities(capabilities)
-            .connect(&self.url)
-            .await;
-        connect.expect("chromedriver starts a Chromium session")
+        let mut builder =
+            ClientBuilder::new(hyper_util::client::legacy::connect::HttpConnector::new());
+        builder.capabilities(capabilities);
+        tokio::time::timeout(2 * WAIT, builder.connect(&self.url))
+            .await
+            .unwrap_or_else(|_| panic!("Chromium did not start within {:?}", 2 * WAIT))
+            .expect("chromedriver starts a Chromium session")
     }
 
     /// Processes whose command line names this browser's profile directory.
@@ -370,7 +372,7 @@ async fn a_person_builds_the_seed_example_in_the_console_and_sees_who_may_use_wh
     };
     let outcome = tokio::time::timeout(SCENARIO, scenario(&page, &server)).await;
     // Ends the browser session first (then `browser`'s drop kills whatever is left).
-    let _ = page.client.clone().close().await;
+    let _ = tokio::time::timeout(WAIT, page.client.clone().close()).await;
     outcome.unwrap_or_else(|_| panic!("the console scenario took longer than {SCENARIO:?}"));
 }
 
@@ -737,6 +739,6 @@ async fn a_tree_of_ten_thousand_tenants_is_loaded_a_page_at_a_time_as_it_is_walk
         page.shot("ten-thousand").await;
     })
     .await;
-    let _ = page.client.clone().close().await;
+    let _ = tokio::time::timeout(WAIT, page.client.clone().close()).await;
     outcome.unwrap_or_else(|_| panic!("the tree scenario took longer than {SCENARIO:?}"));
 }
