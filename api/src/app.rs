@@ -83,6 +83,8 @@ pub fn router(state: AppState) -> Router {
         .route_layer(axum::middleware::from_fn(
             routes::query_names::reject_unknown,
         ))
+        // After the route layer: the console's pages are not API operations (routes/console.rs).
+        .merge(routes::console::router())
         .fallback(|| async { problem(StatusCode::NOT_FOUND, "not-found", "no such route") })
         .layer(axum::middleware::map_response(problem_for_plain_errors))
         .layer(TimeoutLayer::with_status_code(

@@ -15,6 +15,7 @@ mod audit_verify;
 mod authz_matrix;
 mod bench_all;
 mod commands_api;
+mod console;
 mod crash;
 mod event_store;
 mod hostile_http;

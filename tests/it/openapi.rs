@@ -34,7 +34,13 @@ async fn the_document_and_the_router_agree_on_every_method_of_every_path() {
     let admin = app.admin();
     let doc = app.get(&admin, "/openapi.json").await.body;
     let documented: BTreeSet<String> = doc["paths"].as_object().unwrap().keys().cloned().collect();
-    let served = served_paths(&plinth_api::app::router(app.app.state.clone()));
+    let mut served = served_paths(&plinth_api::app::router(app.app.state.clone()));
+    // The console's page and assets (routes/console.rs) are HTML for people, not operations of
+    // the JSON API: served, and on purpose not documented. Named here so that any other
+    // undocumented route still fails.
+    for console in ["/", "/console/app.js", "/console/style.css"] {
+        assert!(served.remove(console), "the console serves {console}");
+    }
     assert!(served.len() >= 25, "read too few routes: {served:?}");
     assert_eq!(served, documented);
 

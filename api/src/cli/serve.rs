@@ -131,7 +131,9 @@ fn print_dev_banner(settings: &Settings, address: std::net::SocketAddr) -> anyho
         .context("dev mode sets a secret")?;
     let token = crate::auth::mint_dev_token(secret, super::dev::DEV_ADMIN, 7 * 24 * 3600)?;
     println!(
-        "\nPlinth is running on http://{address} (development mode).\n\
+        "\nPlinth is running on http://{address} (development mode).\n\n\
+         Console, signed in as `{admin}` (the token after # never leaves the browser):\n\n  \
+         http://{address}/#token={token}\n\n\
          Platform administrator `{admin}`; a token valid for 7 days:\n\n  export TOKEN={token}\n\n\
          Try:\n  curl -s -H \"Authorization: Bearer $TOKEN\" http://{address}/v1/me\n  \
          curl -s -H \"Authorization: Bearer $TOKEN\" -H 'Content-Type: application/json' \\\n    \

@@ -1,6 +1,7 @@
 //! HTTP routes, one module per area.
 
 pub(crate) mod commands;
+pub(crate) mod console;
 pub(crate) mod me;
 pub(crate) mod openapi;
 pub(crate) mod ops;
