@@ -58,6 +58,8 @@ struct DevServer {
 impl DevServer {
     fn start(database_url: &str) -> Self {
         let dir = Scratch::new("console-dev");
+        // Its log, shown when a test fails (see Drop): a server that died says why there.
+        let log = std::fs::File::create(dir.0.join("serve.log")).expect("a log file");
         let mut child = Command::new(plinth_binary())
             .args(["serve", "--dev", "--listen", "127.0.0.1:0"])
             .current_dir(&dir.0)
@@ -70,7 +72,7 @@ impl DevServer {
             .env_remove("PLINTH_KAFKA_BROKERS")
             .env_remove("PLINTH_LISTEN")
             .stdout(Stdio::piped())
-            .stderr(Stdio::null())
+            .stderr(log)
             .spawn()
             .expect("plinth serve --dev starts");
         // Its banner, read on a thread so that the wait for it is bounded.
@@ -120,6 +122,11 @@ impl DevServer {
 
 impl Drop for DevServer {
     fn drop(&mut self) {
+        if std::thread::panicking() {
+            let exited = self.child.try_wait().ok().flatten();
+            let log = std::fs::read_to_string(self.dir.0.join("serve.log")).unwrap_or_default();
+            eprintln!("plinth serve --dev (exited: {exited:?}) logged:\n{log}");
+        }
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
