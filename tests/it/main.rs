@@ -21,6 +21,7 @@ mod hostile_http;
 mod lifecycle;
 mod log_order;
 mod metadata;
+mod nats;
 mod openapi;
 mod pg_restart;
 mod query_params;

@@ -50,6 +50,9 @@ pub(crate) struct RelayArgs {
     /// Checkpoint name: processes sharing it elect one leader.
     #[arg(long, env = "PLINTH_NATS_RELAY_NAME", default_value = nats::DEFAULT_NAME)]
     pub(crate) name: String,
+    /// Events read and published per batch (up to 4 batches await acknowledgement at once).
+    #[arg(long, env = "PLINTH_NATS_BATCH_SIZE", default_value_t = 500)]
+    pub(crate) batch_size: i64,
 }
 
 #[derive(Debug, clap::Args)]
@@ -87,6 +90,7 @@ pub(crate) async fn run(command: NatsCommand) -> anyhow::Result<()> {
             let config = NatsConfig {
                 database_url: Some(args.database_url),
                 name: args.name,
+                batch_size: args.batch_size,
                 ..args.target.config()
             };
             nats::run(pool, config, crate::app::shutdown_signal()).await
