@@ -548,28 +548,46 @@ async fn a_relay_killed_mid_batch_leaves_no_gap_and_no_duplicate() {
     let js = jetstream().await;
 
     let relay = RelayProcess::start(&db, &prefix, 50);
+    // Kill once a quarter is stored and a checkpoint saved: batches are then in flight.
     let deadline = tokio::time::Instant::now() + PATIENCE;
-    let stored_at_kill = loop {
-        let stored = stream_messages(&js, &name).await;
-        if stored > 0 {
-            break stored;
-        }
+    while stream_messages(&js, &name).await < events.len() as u64 / 4
+        || checkpoint_position(&db).await.unwrap_or(0) == 0
+    {
         assert!(
             tokio::time::Instant::now() < deadline,
             "nothing published: {}",
             relay.log()
         );
         tokio::time::sleep(Duration::from_millis(2)).await;
-    };
+    }
     relay.kill().await;
-    let covered_at_kill = checkpoint_position(&db).await.unwrap_or(0);
+    let covered = nats::checkpoint(&db.pool, nats::DEFAULT_NAME)
+        .await
+        .unwrap()
+        .unwrap();
+    let stored = read_stream(&js, &name).await;
     assert!(
-        (stored_at_kill as usize) < events.len(),
+        stored.len() < events.len(),
         "the relay finished before the kill: make the log longer"
     );
+    // What the checkpoint covers was acknowledged, so it is in the stream.
+    let in_stream: HashSet<&str> = stored.iter().map(|m| m.msg_id.as_str()).collect();
+    let covered_events: Vec<&StoredEvent> = events
+        .iter()
+        .filter(|e| e.checkpoint() <= covered)
+        .collect();
+    for event in &covered_events {
+        assert!(
+            in_stream.contains(event.event_id.to_string().as_str()),
+            "the checkpoint covers position {} but the stream lacks it",
+            event.position
+        );
+    }
     eprintln!(
-        "killed with {stored_at_kill} of {} stored, checkpoint at position {covered_at_kill}",
-        events.len()
+        "killed with {} of {} stored, {} covered by the checkpoint",
+        stored.len(),
+        events.len(),
+        covered_events.len()
     );
 
     let relay = RelayProcess::start(&db, &prefix, 50);
@@ -591,6 +609,7 @@ async fn without_a_stream_the_relay_logs_an_error_and_the_checkpoint_stays() {
     let relay = RelayProcess::start(&app.db, &prefix, 500);
     let deadline = tokio::time::Instant::now() + PATIENCE;
     while !relay.log().contains("no JetStream stream captures") {
+        assert_eq!(checkpoint_position(&app.db).await.unwrap_or(0), 0);
         assert!(
             tokio::time::Instant::now() < deadline,
             "no error logged: {}",
