@@ -207,7 +207,9 @@ fn durable_name(queue_group: &str, subject: &str) -> String {
 /// explicit acks, fetching batches of 20 that wait up to 5 s.
 struct ChangeSubscriber {
     consumer: jetstream::consumer::Consumer<pull::Config>,
-    pending: std::collections::VecDeque<jetstream::Message>,
+    /// The fetch under way: like x/events, messages are handed on as they arrive, not when
+    /// the batch is full.
+    batch: Option<pull::Batch>,
 }
 
 impl ChangeSubscriber {
@@ -229,32 +231,43 @@ impl ChangeSubscriber {
             .unwrap();
         Self {
             consumer,
-            pending: Default::default(),
+            batch: None,
         }
+    }
+
+    /// The next message within `wait`, if any.
+    async fn fetch(&mut self, wait: Duration) -> Option<jetstream::Message> {
+        let deadline = tokio::time::Instant::now() + wait;
+        while tokio::time::Instant::now() < deadline {
+            let batch = match &mut self.batch {
+                Some(batch) => batch,
+                None => self.batch.insert(
+                    self.consumer
+                        .batch()
+                        .max_messages(20)
+                        .expires(Duration::from_secs(5))
+                        .messages()
+                        .await
+                        .unwrap(),
+                ),
+            };
+            match tokio::time::timeout_at(deadline, batch.next()).await {
+                Ok(Some(message)) => return Some(message.unwrap()),
+                // The fetch expired or was filled: the next one.
+                Ok(None) => self.batch = None,
+                Err(_timeout) => return None,
+            }
+        }
+        None
     }
 
     /// The next change message, acknowledged (tenant-api's `getSingleMessage`, with a longer
     /// wait: the relay is asynchronous).
     async fn next(&mut self) -> Value {
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-        while self.pending.is_empty() {
-            assert!(
-                tokio::time::Instant::now() < deadline,
-                "timeout waiting for change message"
-            );
-            let mut batch = self
-                .consumer
-                .batch()
-                .max_messages(20)
-                .expires(Duration::from_secs(5))
-                .messages()
-                .await
-                .unwrap();
-            while let Some(message) = batch.next().await {
-                self.pending.push_back(message.unwrap());
-            }
-        }
-        let message = self.pending.pop_front().unwrap();
+        let message = self
+            .fetch(Duration::from_secs(30))
+            .await
+            .expect("timeout waiting for change message");
         message.ack().await.unwrap();
         // What x/events' `UnmarshalChangeMessage` decodes.
         serde_json::from_slice(&message.payload).unwrap()
@@ -262,17 +275,7 @@ impl ChangeSubscriber {
 
     /// Nothing more arrives within a few seconds.
     async fn assert_quiet(&mut self) {
-        assert!(self.pending.is_empty(), "unexpected: {:?}", self.pending);
-        let mut batch = self
-            .consumer
-            .batch()
-            .max_messages(20)
-            .expires(Duration::from_secs(2))
-            .messages()
-            .await
-            .unwrap();
-        if let Some(message) = batch.next().await {
-            let message = message.unwrap();
+        if let Some(message) = self.fetch(Duration::from_secs(2)).await {
             panic!(
                 "unexpected message on {}: {}",
                 message.subject,
