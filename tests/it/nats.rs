@@ -19,7 +19,7 @@ use plinth_projections::nats::{self, MessageConfig, NatsConfig, StreamConfig};
 use serde_json::{json, Value};
 use tokio::process::{Child, Command};
 
-use crate::relay::head;
+use crate::relay::{head, wait_for_roles};
 use crate::support::{
     all_events, plinth_binary, run_plinth, spawn_app, synthetic_platform, test_db, TestDb, HORIZON,
 };
@@ -98,6 +98,12 @@ impl Running {
     async fn stop(self) {
         let _ = self.stop.send(());
         self.task.await.expect("relay task").expect("relay run");
+    }
+
+    /// Ends the task where it stands, like a crashed process.
+    async fn kill(self) {
+        self.task.abort();
+        assert!(self.task.await.unwrap_err().is_cancelled());
     }
 }
 
@@ -693,4 +699,81 @@ async fn serve_runs_the_nats_relay_when_configured() {
         "{subjects:?}"
     );
     assert_eq!(server.terminate().await.code(), Some(0));
+}
+
+/// Two relays with one name: one leads, the other stands by and takes over when the leader
+/// dies. The stream forgets message ids after 100 ms here, so two relays publishing at once
+/// would store events twice.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_standby_nats_relay_never_publishes_beside_the_leader_and_takes_over() {
+    let app = spawn_app().await;
+    let admin = app.admin();
+    let prefix = unique_prefix();
+    let name = prefix.replace('.', "-");
+    nats::ensure_stream(&StreamConfig {
+        name: name.clone(),
+        duplicate_window: Duration::from_millis(100),
+        ..StreamConfig::new(nats_url(), &prefix)
+    })
+    .await
+    .unwrap();
+    app.ok(&admin, "CreateTenant", json!({"name": "one.example"}))
+        .await;
+    let config = relay_config(&app.db, &prefix);
+    let leader = start_relay(&app.db, config.clone());
+    wait_caught_up(&app.db).await;
+    let standby = start_relay(&app.db, config);
+    assert_eq!(
+        wait_for_roles(&app.db.pool, 2).await,
+        ["plinth-relay:nats:leader", "plinth-relay:nats:standby"]
+    );
+    app.ok(&admin, "CreateTenant", json!({"name": "two.example"}))
+        .await;
+    wait_caught_up(&app.db).await;
+    // Past the window: anything the standby sent now would be stored again.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    leader.kill().await;
+    app.ok(&admin, "CreateTenant", json!({"name": "three.example"}))
+        .await;
+    wait_caught_up(&app.db).await;
+    assert_eq!(
+        wait_for_roles(&app.db.pool, 1).await,
+        ["plinth-relay:nats:leader"]
+    );
+    standby.stop().await;
+    let js = jetstream().await;
+    assert_exactly_the_log(
+        &all_events(&app.db.pool).await,
+        &read_stream(&js, &name).await,
+    );
+}
+
+/// Bad input to the CLI is refused with a clear message, before anything is published.
+#[test]
+fn the_nats_cli_refuses_bad_input() {
+    let (ok, out) = run_plinth(&[
+        "nats",
+        "ensure-stream",
+        "--nats-url",
+        "nats://127.0.0.1:1",
+        "--prefix",
+        "com.>",
+    ]);
+    assert!(!ok);
+    assert!(
+        out.contains("`com.>` is not a NATS subject prefix"),
+        "{out}"
+    );
+    let (ok, out) = run_plinth(&[
+        "nats",
+        "relay",
+        "--database-url",
+        "postgres://nobody@127.0.0.1:1/none",
+        "--nats-url",
+        "nats://127.0.0.1:1",
+        "--batch-size",
+        "0",
+    ]);
+    assert!(!ok);
+    assert!(out.contains("batch size must be positive"), "{out}");
 }

@@ -86,13 +86,15 @@ pub(crate) struct RepublishArgs {
 pub(crate) async fn run(command: NatsCommand) -> anyhow::Result<()> {
     match command {
         NatsCommand::Relay(args) => {
-            let pool = super::relay_cmds::connect(&args.database_url).await?;
             let config = NatsConfig {
-                database_url: Some(args.database_url),
+                database_url: Some(args.database_url.clone()),
                 name: args.name,
                 batch_size: args.batch_size,
                 ..args.target.config()
             };
+            // Bad settings are refused before anything is connected to.
+            config.validate()?;
+            let pool = super::relay_cmds::connect(&args.database_url).await?;
             nats::run(pool, config, crate::app::shutdown_signal()).await
         }
         NatsCommand::EnsureStream(args) => {
@@ -106,14 +108,10 @@ pub(crate) async fn run(command: NatsCommand) -> anyhow::Result<()> {
             Ok(())
         }
         NatsCommand::Republish(args) => {
+            let config = args.target.config();
+            config.validate()?;
             let pool = super::relay_cmds::connect(&args.database_url).await?;
-            let done = nats::republish(
-                pool,
-                args.target.config(),
-                args.from_position,
-                args.to_position,
-            )
-            .await?;
+            let done = nats::republish(pool, config, args.from_position, args.to_position).await?;
             println!(
                 "republished {} event(s), {} already in the stream's duplicate window",
                 done.sent, done.duplicates

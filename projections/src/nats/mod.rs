@@ -112,7 +112,8 @@ impl NatsConfig {
         (self.batch_size.max(1) as usize).saturating_mul(self.max_batches_in_flight.max(1))
     }
 
-    fn validate(&self) -> anyhow::Result<()> {
+    /// Checks the configuration without connecting to anything.
+    pub fn validate(&self) -> anyhow::Result<()> {
         anyhow::ensure!(!self.url.trim().is_empty(), "the relay needs a NATS URL");
         validate_prefix(&self.message.prefix)?;
         anyhow::ensure!(
