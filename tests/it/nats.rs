@@ -549,17 +549,19 @@ async fn a_relay_killed_mid_batch_leaves_no_gap_and_no_duplicate() {
     let db = test_db().await;
     {
         let _w = HORIZON.write().await;
-        synthetic_platform(&db, 4000, 20, 5).await;
+        synthetic_platform(&db, 8000, 20, 5).await;
     }
     let events = all_events(&db.pool).await;
     let prefix = unique_prefix();
     let name = make_stream(&prefix).await;
     let js = jetstream().await;
 
-    let relay = RelayProcess::start(&db, &prefix, 50);
-    // Kill once a quarter is stored and a checkpoint saved: batches are then in flight.
+    // Small batches: more round trips, so the kill lands long before the end even when this
+    // test process is starved of CPU.
+    let relay = RelayProcess::start(&db, &prefix, 20);
+    // Kill once an eighth is stored and a checkpoint saved: batches are then in flight.
     let deadline = tokio::time::Instant::now() + PATIENCE;
-    while stream_messages(&js, &name).await < events.len() as u64 / 4
+    while stream_messages(&js, &name).await < events.len() as u64 / 8
         || checkpoint_position(&db).await.unwrap_or(0) == 0
     {
         assert!(
@@ -599,7 +601,7 @@ async fn a_relay_killed_mid_batch_leaves_no_gap_and_no_duplicate() {
         covered_events.len()
     );
 
-    let relay = RelayProcess::start(&db, &prefix, 50);
+    let relay = RelayProcess::start(&db, &prefix, 500);
     wait_caught_up(&db).await;
     relay.kill().await;
     assert_exactly_the_log(&events, &read_stream(&js, &name).await);
