@@ -41,6 +41,16 @@ pub struct Settings {
     /// Prefix of the Kafka topics (`<prefix>.tenants`, …).
     #[arg(long, env = "PLINTH_KAFKA_TOPIC_PREFIX", default_value = "plinth")]
     pub kafka_topic_prefix: String,
+    /// NATS server URL; set: the NATS relay runs too, publishing Infratographer change and
+    /// event messages to JetStream (docs/infratographer.md).
+    #[arg(long, env = "PLINTH_NATS_URL")]
+    pub nats_url: Option<String>,
+    /// Subject prefix of the NATS messages.
+    #[arg(long, env = "PLINTH_NATS_PREFIX", default_value = "com.infratographer")]
+    pub nats_prefix: String,
+    /// `source` of the NATS messages.
+    #[arg(long, env = "PLINTH_NATS_SOURCE", default_value = "plinth")]
+    pub nats_source: String,
     /// Largest PostgreSQL connection pool.
     #[arg(long, env = "PLINTH_DB_POOL_SIZE", default_value_t = 16)]
     pub db_pool_size: usize,
@@ -65,6 +75,10 @@ impl std::fmt::Debug for Settings {
             .field("platform_admins", &self.platform_admins)
             .field("kafka_brokers", &self.kafka_brokers)
             .field("kafka_topic_prefix", &self.kafka_topic_prefix)
+            // The URL may carry credentials.
+            .field("nats_url", &self.nats_url.as_ref().map(|_| "<set>"))
+            .field("nats_prefix", &self.nats_prefix)
+            .field("nats_source", &self.nats_source)
             .field("db_pool_size", &self.db_pool_size)
             .field("writers", &self.writers)
             .field("request_timeout_secs", &self.request_timeout_secs)
@@ -177,6 +191,9 @@ impl Settings {
             platform_admins: platform_admins.iter().map(|s| s.to_string()).collect(),
             kafka_brokers: None,
             kafka_topic_prefix: "plinth".into(),
+            nats_url: None,
+            nats_prefix: "com.infratographer".into(),
+            nats_source: "plinth".into(),
             db_pool_size: 16,
             writers: 2,
             request_timeout_secs: 30,

@@ -33,21 +33,28 @@ pub enum IdError {
     UnknownKind(String),
 }
 
-/// Encodes the 122 random-and-time bits of a UUIDv7 (version and variant bits dropped) into
-/// 21 sortable characters (126 bits, the last 4 zero).
+/// The first character of every new identifier's body (docs/adr/0013-gidx-like-ids.md). Bodies
+/// used to start with the alphabet's `-` (the top bits of the millisecond timestamp are zero for
+/// centuries), giving ids like `tnntten--P7l…` that do not read like gidx ones; `1` is
+/// alphanumeric and sorts after `-`, so every new id still sorts after every older one.
+pub const BODY_VERSION: char = '1';
+
+/// Encodes a UUIDv7 into 21 sortable characters: [`BODY_VERSION`], then 120 bits — the 48-bit
+/// millisecond timestamp, the 12 bits of `rand_a` and the top 60 of `rand_b` (where the `uuid`
+/// crate keeps its per-millisecond counter), in that order, so later ids sort later.
 fn encode_uuid_v7(uuid: uuid::Uuid) -> String {
     let raw = uuid.as_u128();
     // Layout: 48-bit ms timestamp | 4 version bits | 12 rand_a | 2 variant bits | 62 rand_b.
     let timestamp = raw >> 80;
     let rand_a = (raw >> 64) & 0xfff;
     let rand_b = raw & ((1u128 << 62) - 1);
-    let packed: u128 = (timestamp << 74) | (rand_a << 62) | rand_b; // 122 bits
-    let bits = packed << 4; // 126 bits, left-aligned for 21 six-bit groups
-    (0..ID_BODY_LEN)
-        .map(|i| {
-            let shift = 6 * (ID_BODY_LEN - 1 - i);
-            SORTABLE_ALPHABET[((bits >> shift) & 0x3f) as usize] as char
-        })
+    let packed: u128 = (timestamp << 72) | (rand_a << 60) | (rand_b >> 2); // 120 bits
+    let chars = ID_BODY_LEN - 1;
+    std::iter::once(BODY_VERSION)
+        .chain((0..chars).map(|i| {
+            let shift = 6 * (chars - 1 - i);
+            SORTABLE_ALPHABET[((packed >> shift) & 0x3f) as usize] as char
+        }))
         .collect()
 }
 
@@ -331,6 +338,36 @@ mod tests {
             assert!(next > previous, "{next} should sort after {previous}");
             previous = next;
         }
+    }
+
+    #[test]
+    fn new_bodies_start_alphanumeric_and_sort_after_the_older_form() {
+        // An id of the earlier encoding (body starting with `-`), from a stored log.
+        let older = TenantId::parse("tnntten--P7lIodXJ-h1HSb6i-sQ-").unwrap();
+        for _ in 0..100 {
+            let id = TenantId::generate();
+            let body = &id.as_str()[8..];
+            assert!(body.starts_with(BODY_VERSION), "{id}");
+            assert!(body.as_bytes()[0].is_ascii_alphanumeric());
+            assert!(!id.as_str().contains("--"), "{id}");
+            assert!(id > older, "{id} should sort after {older}");
+        }
+    }
+
+    #[test]
+    fn the_timestamp_follows_the_version_character() {
+        // 2026-01-02T03:04:05Z in ms, then zero random bits: the 8 characters after the
+        // version are the 48-bit timestamp in the sortable alphabet.
+        let ms: u128 = 1_767_323_045_000;
+        let uuid = uuid::Uuid::from_u128((ms << 80) | (0x7 << 76) | (0b10 << 62));
+        let body = encode_uuid_v7(uuid);
+        assert_eq!(body.len(), ID_BODY_LEN);
+        let ts: u128 = body[1..9].bytes().fold(0, |acc, c| {
+            let v = SORTABLE_ALPHABET.iter().position(|a| *a == c).unwrap() as u128;
+            (acc << 6) | v
+        });
+        assert_eq!(ts, ms);
+        assert!(body[9..].bytes().all(|c| c == b'-'));
     }
 
     #[test]

@@ -46,6 +46,9 @@ impl Server {
             .env("PLINTH_KAFKA_BROKERS", brokers())
             .env("PLINTH_KAFKA_TOPIC_PREFIX", topic_prefix)
             .env("RUST_LOG", "warn")
+            // scripts/test exports the test NATS server's URL; a server runs the NATS relay
+            // only when its test asks for it.
+            .env_remove("PLINTH_NATS_URL")
             .envs(env.iter().copied())
             .stdout(Stdio::null())
             .kill_on_drop(true)

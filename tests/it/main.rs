@@ -22,6 +22,7 @@ mod hostile_http;
 mod lifecycle;
 mod log_order;
 mod metadata;
+mod nats;
 mod openapi;
 mod ops;
 mod pg_restart;

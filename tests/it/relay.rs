@@ -712,7 +712,7 @@ async fn a_relay_killed_mid_batch_resumes_from_its_checkpoint_with_duplicates_bu
 
 /// The roles (`pg_stat_activity.application_name`) of the relay sessions on the test's
 /// database, once `n` of them have passed their first attempt at leadership.
-async fn wait_for_roles(pool: &Pool, n: usize) -> Vec<String> {
+pub async fn wait_for_roles(pool: &Pool, n: usize) -> Vec<String> {
     let deadline = tokio::time::Instant::now() + PATIENCE;
     loop {
         let client = pool.get().await.unwrap();

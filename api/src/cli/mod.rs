@@ -1,9 +1,10 @@
 //! The `plinth` command line: serve, migrate, token, replay, audit, relay, republish, consume,
-//! bench, seed.
+//! nats, bench, seed.
 
 mod audit;
 pub(crate) mod audit_export;
 mod dev;
+mod nats_cmds;
 pub(crate) mod progress;
 pub(crate) mod read_cmds;
 mod relay_cmds;
@@ -73,6 +74,11 @@ enum Commands {
     Republish(relay_cmds::RepublishArgs),
     /// Example consumer: read a topic in a consumer group, committing after processing.
     Consume(relay_cmds::ConsumeArgs),
+    /// The NATS JetStream relay in Infratographer's wire format (docs/infratographer.md).
+    Nats {
+        #[command(subcommand)]
+        command: nats_cmds::NatsCommand,
+    },
     /// Write a realistic platform (deep and wide trees, grants, shared locations and
     /// providers, metadata) through the command path, then bring the read models up to date.
     Seed(seed::SeedArgs),
@@ -139,6 +145,7 @@ async fn run(command: Commands) -> anyhow::Result<()> {
         Commands::Relay(args) => relay_cmds::relay(args).await,
         Commands::Republish(args) => relay_cmds::republish(args).await,
         Commands::Consume(args) => relay_cmds::consume(args).await,
+        Commands::Nats { command } => nats_cmds::run(command).await,
         Commands::Seed(args) => seed::seed(args).await,
         Commands::Bench { command } => crate::bench::run(command).await,
     }

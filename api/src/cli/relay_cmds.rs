@@ -58,7 +58,7 @@ pub(crate) struct ConsumeArgs {
 }
 
 /// Fails fast on an unreachable database or a missing schema, instead of retrying forever.
-async fn connect(database_url: &str) -> anyhow::Result<deadpool_postgres::Pool> {
+pub(super) async fn connect(database_url: &str) -> anyhow::Result<deadpool_postgres::Pool> {
     let pool = plinth_commands::pool(database_url, 4)?;
     let client = pool
         .get()

@@ -1,5 +1,5 @@
-//! `plinth serve`: migrations, then the API, the projectors and (when brokers are configured)
-//! the Kafka relay, side by side in one process. Each can also run alone (`plinth project`,
+//! `plinth serve`: migrations, then the API, the projectors and (when configured) the Kafka and
+//! NATS relays, side by side in one process. Each can also run alone (`plinth project`,
 //! `plinth relay`, `serve --without-projectors --without-relay`) to scale out.
 
 use std::future::Future;
@@ -21,6 +21,9 @@ pub(crate) struct Parts {
     /// Do not run the Kafka relay here (another process does).
     #[arg(long)]
     pub(crate) without_relay: bool,
+    /// Do not run the NATS relay here (another process does).
+    #[arg(long)]
+    pub(crate) without_nats_relay: bool,
 }
 
 pub(crate) async fn serve(mut settings: Settings, dev: bool, parts: Parts) -> anyhow::Result<()> {
@@ -83,6 +86,23 @@ pub(crate) async fn serve(mut settings: Settings, dev: bool, parts: Parts) -> an
         }
         (None, false) => tracing::info!("PLINTH_KAFKA_BROKERS is unset: events are not published"),
         (_, true) => {}
+    }
+    if let (Some(url), false) = (&settings.nats_url, parts.without_nats_relay) {
+        let config = plinth_projections::nats::NatsConfig {
+            message: plinth_projections::nats::MessageConfig {
+                prefix: settings.nats_prefix.clone(),
+                source: settings.nats_source.clone(),
+            },
+            database_url: settings.database_url.clone(),
+            ..plinth_projections::nats::NatsConfig::new(url.clone())
+        };
+        let (pool, stop) = (pool.clone(), stop_rx.clone());
+        tasks.spawn(async move {
+            (
+                "nats relay",
+                plinth_projections::nats::run(pool, config, stopped(stop)).await,
+            )
+        });
     }
     // The first part to end, for whatever reason, ends the process: say which and why, then
     // stop the others and let them finish what they are doing.

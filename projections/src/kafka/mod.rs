@@ -20,9 +20,7 @@
 //! configuration beyond partitions and replication (retention etc. belong to the operator).
 
 mod catalogue;
-mod checkpoint;
 mod consume;
-mod lag;
 mod leader;
 mod message;
 mod producer;
@@ -36,10 +34,11 @@ use anyhow::Context as _;
 use deadpool_postgres::Pool;
 use tokio::sync::watch;
 
+pub use crate::relay::checkpoint::checkpoint;
+pub use crate::relay::lag::{lag, Lag};
+pub(crate) use crate::relay::{checkpoint, is_stopped, lag, stopped};
 pub use catalogue::{catalogue_markdown, check_docs, event_schema_json, topics_of_event_type};
-pub use checkpoint::checkpoint;
 pub use consume::{consume, ConsumeConfig, ConsumeStats, ReceivedEvent};
-pub use lag::{lag, Lag};
 pub use message::{topic_for_stream, HEADER_NAMES};
 /// The rdkafka client context that routes librdkafka's logs to `tracing` (for other clients of
 /// the broker, such as `plinth bench relay`'s consumer).
@@ -181,7 +180,12 @@ pub async fn run(
     let work = async {
         tokio::join!(
             leader::run(pool.clone(), config.clone(), listen, stop.clone()),
-            lag::report(pool.clone(), config.clone(), stop.clone()),
+            lag::report(
+                pool.clone(),
+                config.name.clone(),
+                config.lag_interval,
+                stop.clone()
+            ),
         );
     };
     tokio::pin!(work);
@@ -194,13 +198,4 @@ pub async fn run(
     work.await;
     tracing::info!(relay = %config.name, "relay stopped");
     Ok(())
-}
-
-/// Resolves once `stop` is set (or its sender is gone).
-pub(crate) async fn stopped(stop: &mut watch::Receiver<bool>) {
-    let _ = stop.wait_for(|s| *s).await;
-}
-
-pub(crate) fn is_stopped(stop: &watch::Receiver<bool>) -> bool {
-    *stop.borrow()
 }

@@ -1,12 +1,12 @@
 //! How far the relay is behind the log.
 
-use std::sync::Arc;
+use std::time::Duration;
 
 use deadpool_postgres::Pool;
 use plinth_commands::{log, Checkpoint};
 use tokio::sync::watch;
 
-use super::{checkpoint, is_stopped, stopped, RelayConfig};
+use super::{checkpoint, is_stopped, stopped};
 
 /// Counting more than this many unpublished events exactly would cost a scan per report;
 /// beyond it the count is estimated from positions.
@@ -42,13 +42,18 @@ pub async fn lag(pool: &Pool, name: &str) -> anyhow::Result<Lag> {
     })
 }
 
-/// Publishes `plinth_relay_lag_events` and `plinth_relay_lag_seconds` every `lag_interval`
-/// until `stop`. Standbys report too: the lag is the relay name's, not the process's.
-pub(crate) async fn report(pool: Pool, config: Arc<RelayConfig>, mut stop: watch::Receiver<bool>) {
-    let events = metrics::gauge!("plinth_relay_lag_events", "relay" => config.name.clone());
-    let seconds = metrics::gauge!("plinth_relay_lag_seconds", "relay" => config.name.clone());
+/// Publishes `plinth_relay_lag_events` and `plinth_relay_lag_seconds` of relay `name` every
+/// `interval` until `stop`. Standbys report too: the lag is the relay name's, not the process's.
+pub(crate) async fn report(
+    pool: Pool,
+    name: String,
+    interval: Duration,
+    mut stop: watch::Receiver<bool>,
+) {
+    let events = metrics::gauge!("plinth_relay_lag_events", "relay" => name.clone());
+    let seconds = metrics::gauge!("plinth_relay_lag_seconds", "relay" => name.clone());
     while !is_stopped(&stop) {
-        match lag(&pool, &config.name).await {
+        match lag(&pool, &name).await {
             Ok(lag) => {
                 events.set(lag.events as f64);
                 seconds.set(lag.seconds);
@@ -56,7 +61,7 @@ pub(crate) async fn report(pool: Pool, config: Arc<RelayConfig>, mut stop: watch
             Err(e) => tracing::debug!(error = %e, "failed to measure relay lag"),
         }
         tokio::select! {
-            () = tokio::time::sleep(config.lag_interval) => {}
+            () = tokio::time::sleep(interval) => {}
             () = stopped(&mut stop) => {}
         }
     }

@@ -1,4 +1,4 @@
-//! The relay's checkpoint (`relay_checkpoints`, see `migrations/V20__relay.sql`) and its
+//! A relay's checkpoint (`relay_checkpoints`, see `migrations/V20__relay.sql`) and its
 //! leadership lock.
 
 use deadpool_postgres::Pool;
