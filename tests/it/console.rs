@@ -70,6 +70,7 @@ impl DevServer {
             .env_remove("PLINTH_JWKS_FILE")
             .env_remove("PLINTH_PLATFORM_ADMINS")
             .env_remove("PLINTH_KAFKA_BROKERS")
+            .env_remove("PLINTH_NATS_URL")
             .env_remove("PLINTH_LISTEN")
             .stdout(Stdio::piped())
             .stderr(log)
@@ -272,7 +273,19 @@ impl Page {
             Ok(element) => element,
             Err(e) => {
                 self.shot("failure").await;
-                panic!("nothing on the page matched {xpath} within {WAIT:?}: {e}");
+                // What the tables and problem texts held: the screenshot shows only the part
+                // of the page in view.
+                let shown = self
+                    .client
+                    .execute(
+                        "return [...document.querySelectorAll('table, .problem')]
+                           .map(e => (e.id || e.className) + ': ' + e.innerText).join('\\n')",
+                        vec![],
+                    )
+                    .await
+                    .map(|v| v.as_str().unwrap_or_default().to_owned())
+                    .unwrap_or_else(|e| format!("(could not read the page: {e})"));
+                panic!("nothing on the page matched {xpath} within {WAIT:?}: {e}\nthe page held:\n{shown}");
             }
         }
     }

@@ -48,6 +48,7 @@ impl Plinth {
             .arg("serve")
             .args(args)
             .env_remove("PLINTH_KAFKA_BROKERS")
+            .env_remove("PLINTH_NATS_URL")
             .env("DATABASE_URL", url)
             .env("PLINTH_LISTEN", format!("127.0.0.1:{port}"))
             .env("PLINTH_JWT_SECRET", secret)
