@@ -21,6 +21,7 @@ use tokio_postgres::Client;
 
 use super::producer::{self, Producer, Publisher};
 use super::{checkpoint, is_stopped, stopped, RelayConfig};
+use crate::relay::{Backoff, Retry};
 
 /// Save the checkpoint at least this often while batches keep coming.
 const SAVE_EVERY: Duration = Duration::from_millis(200);
@@ -41,28 +42,22 @@ pub(crate) async fn run(
             batch_size: config.batch_size,
         },
     );
-    let mut backoff = config.min_backoff;
+    let mut retry = Retry::new(
+        &config.name,
+        Backoff {
+            min: config.min_backoff,
+            max: config.max_backoff,
+        },
+    );
     while !is_stopped(&stop) {
         let mut progressed = false;
         let Err(error) = lead(&pool, &config, &mut follower, stop.clone(), &mut progressed).await
         else {
             return;
         };
-        if progressed {
-            backoff = config.min_backoff;
+        if !retry.after_failure(&error, progressed, &mut stop).await {
+            return;
         }
-        metrics::counter!("plinth_relay_errors_total", "relay" => config.name.clone()).increment(1);
-        tracing::warn!(
-            relay = %config.name,
-            error = format!("{error:#}"),
-            retry_in_ms = backoff.as_millis() as u64,
-            "relay session failed; resuming from the checkpoint"
-        );
-        tokio::select! {
-            () = tokio::time::sleep(backoff) => {}
-            () = stopped(&mut stop) => return,
-        }
-        backoff = (backoff * 2).min(config.max_backoff);
     }
 }
 

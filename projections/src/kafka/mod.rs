@@ -32,11 +32,10 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use deadpool_postgres::Pool;
-use tokio::sync::watch;
 
 pub use crate::relay::checkpoint::checkpoint;
 pub use crate::relay::lag::{lag, Lag};
-pub(crate) use crate::relay::{checkpoint, is_stopped, lag, stopped};
+pub(crate) use crate::relay::{checkpoint, is_stopped, stopped};
 pub use catalogue::{catalogue_markdown, check_docs, event_schema_json, topics_of_event_type};
 pub use consume::{consume, ConsumeConfig, ConsumeStats, ReceivedEvent};
 pub use message::{topic_for_stream, HEADER_NAMES};
@@ -175,27 +174,10 @@ pub async fn run(
 ) -> anyhow::Result<()> {
     config.validate()?;
     let listen = config.listen_config()?;
-    let (stop_tx, stop) = watch::channel(false);
     let config = Arc::new(config);
-    let work = async {
-        tokio::join!(
-            leader::run(pool.clone(), config.clone(), listen, stop.clone()),
-            lag::report(
-                pool.clone(),
-                config.name.clone(),
-                config.lag_interval,
-                stop.clone()
-            ),
-        );
-    };
-    tokio::pin!(work);
-    tokio::pin!(shutdown);
-    tokio::select! {
-        () = &mut work => return Ok(()),
-        () = &mut shutdown => {}
-    }
-    stop_tx.send_replace(true);
-    work.await;
-    tracing::info!(relay = %config.name, "relay stopped");
+    crate::relay::run_until_shutdown(&pool, &config.name, config.lag_interval, shutdown, |stop| {
+        leader::run(pool.clone(), config.clone(), listen, stop)
+    })
+    .await;
     Ok(())
 }

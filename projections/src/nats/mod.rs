@@ -27,9 +27,6 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use deadpool_postgres::Pool;
-use tokio::sync::watch;
-
-use crate::relay::lag;
 
 pub use crate::relay::checkpoint::checkpoint;
 pub use crate::relay::lag::{lag, Lag};
@@ -179,28 +176,11 @@ pub async fn run(
 ) -> anyhow::Result<()> {
     config.validate()?;
     let listen = config.listen_config()?;
-    let (stop_tx, stop) = watch::channel(false);
     let config = Arc::new(config);
-    let work = async {
-        tokio::join!(
-            session::run(pool.clone(), config.clone(), listen, stop.clone()),
-            lag::report(
-                pool.clone(),
-                config.name.clone(),
-                config.lag_interval,
-                stop.clone()
-            ),
-        );
-    };
-    tokio::pin!(work);
-    tokio::pin!(shutdown);
-    tokio::select! {
-        () = &mut work => return Ok(()),
-        () = &mut shutdown => {}
-    }
-    stop_tx.send_replace(true);
-    work.await;
-    tracing::info!(relay = %config.name, "relay stopped");
+    crate::relay::run_until_shutdown(&pool, &config.name, config.lag_interval, shutdown, |stop| {
+        session::run(pool.clone(), config.clone(), listen, stop)
+    })
+    .await;
     Ok(())
 }
 
