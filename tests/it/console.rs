@@ -333,9 +333,13 @@ impl Page {
         text.rsplit(", ").next().unwrap().to_owned()
     }
 
+    /// Clicks the form's button once it is enabled: it stays disabled while the form's previous
+    /// command and the refresh after it run, and a click on it then does nothing (under load
+    /// the second of two quick submits was lost that way, and the wait below matched the
+    /// first one's "Done:").
     async fn press(&self, command: &str) {
         self.wait_for(&format!(
-            "//form[@data-command='{command}']//button[@type='submit']"
+            "//form[@data-command='{command}']//button[@type='submit' and not(@disabled)]"
         ))
         .await
         .click()
