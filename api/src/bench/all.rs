@@ -189,6 +189,7 @@ pub(crate) async fn run(args: BenchAllArgs) -> anyhow::Result<()> {
         clients: sizes.clients.clone(),
         phase: Duration::from_secs(sizes.seconds),
         writers: 2,
+        load_client: append::LoadClient::KeepAlive,
     })
     .await
     .context("bench append")?;

@@ -17,6 +17,7 @@ use tokio_postgres::NoTls;
 use plinth_test_support::ScratchDatabase;
 
 use super::cpu::CpuSample;
+use super::load_client::{encode_post, KeepAliveConnection};
 use super::server::{Server, SERVER_THREADS};
 use crate::settings::Settings;
 
@@ -41,6 +42,19 @@ pub(crate) struct BenchAppendArgs {
     /// Also draw commands/s and p99 latency against clients into this PNG file.
     #[arg(long)]
     plot: Option<PathBuf>,
+    /// The HTTP client that sends the commands (`reqwest` to compare with the general-purpose
+    /// client of earlier measurements).
+    #[arg(long, value_enum, default_value_t = LoadClient::KeepAlive)]
+    load_client: LoadClient,
+}
+
+/// How the benchmark sends its commands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub(crate) enum LoadClient {
+    /// A minimal keep-alive HTTP/1.1 connection per client ([`super::load_client`]).
+    KeepAlive,
+    /// reqwest, as until 2026-12-01.
+    Reqwest,
 }
 
 /// What to measure.
@@ -50,6 +64,7 @@ pub(crate) struct AppendOptions {
     pub(crate) clients: Vec<usize>,
     pub(crate) phase: Duration,
     pub(crate) writers: usize,
+    pub(crate) load_client: LoadClient,
 }
 
 /// One client count's figures.
@@ -63,10 +78,19 @@ pub(crate) struct AppendRow {
     pub(crate) commands_per_commit: f64,
     /// CPU of the server's threads per command, in µs.
     pub(crate) cpu_us_per_command: f64,
-    /// CPU of every PostgreSQL process per command, in µs.
+    /// CPU of the PostgreSQL processes serving the benchmark's database per command, in µs.
     pub(crate) pg_cpu_us_per_command: f64,
-    /// CPU of every PostgreSQL process per baseline insert, in µs.
+    /// CPU of the benchmark's HTTP client per command, in µs: not Plinth's, but it shares the
+    /// machine's cores with the server and PostgreSQL.
+    pub(crate) client_cpu_us_per_command: f64,
+    /// Share of the machine's CPU busy during the Plinth phase (0–1).
+    pub(crate) machine_busy: f64,
+    /// The same PostgreSQL figure per baseline insert, in µs.
     pub(crate) baseline_pg_cpu_us_per_insert: f64,
+    /// CPU of the baseline's client (tokio-postgres) per insert, in µs.
+    pub(crate) baseline_client_cpu_us_per_insert: f64,
+    /// Share of the machine's CPU busy during the baseline phase (0–1).
+    pub(crate) baseline_machine_busy: f64,
     pub(crate) p50_ms: f64,
     pub(crate) p99_ms: f64,
     pub(crate) baseline_p50_ms: f64,
@@ -82,6 +106,7 @@ pub(crate) async fn run(args: BenchAppendArgs) -> anyhow::Result<()> {
         clients: args.clients,
         phase: Duration::from_secs(args.seconds),
         writers: args.writers,
+        load_client: args.load_client,
     })
     .await?;
     print_table(&rows);
@@ -95,13 +120,13 @@ pub(crate) async fn run(args: BenchAppendArgs) -> anyhow::Result<()> {
 pub(crate) fn print_table(rows: &[AppendRow]) {
     println!(
         "\n| clients | plinth commands/s (HTTP) | p50 / p99 ms | commands per commit \
-         | server CPU µs/command | PostgreSQL CPU µs/command \
+         | server CPU µs/command | PostgreSQL CPU µs/command | client CPU µs/command \
          | baseline inserts/s (1 tx/event) | baseline p50 / p99 ms | ratio |"
     );
-    println!("|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
+    println!("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
     for r in rows {
         println!(
-            "| {} | {:.0} | {:.1} / {:.1} | {:.1} | {:.0} | {:.0} | {:.0} | {:.1} / {:.1} | {:.2}× |",
+            "| {} | {:.0} | {:.1} / {:.1} | {:.1} | {:.0} | {:.0} | {:.0} | {:.0} | {:.1} / {:.1} | {:.2}× |",
             r.clients,
             r.commands_per_s,
             r.p50_ms,
@@ -109,6 +134,7 @@ pub(crate) fn print_table(rows: &[AppendRow]) {
             r.commands_per_commit,
             r.cpu_us_per_command,
             r.pg_cpu_us_per_command,
+            r.client_cpu_us_per_command,
             r.baseline_per_s,
             r.baseline_p50_ms,
             r.baseline_p99_ms,
@@ -229,13 +255,23 @@ async fn measure(
     for &clients in &options.clients {
         let before = CpuSample::now(SERVER_THREADS, database);
         let baseline = run_baseline(&baseline_conns[..clients], options.phase).await?;
-        let (_, baseline_pg) =
+        let baseline_cpu =
             before.per_command(&CpuSample::now(SERVER_THREADS, database), baseline.done);
         let at = last_position(&baseline_conns[0]).await?;
         let before = CpuSample::now(SERVER_THREADS, database);
-        let plinth = run_http(&http, &base, &token, &tenants[..clients], options.phase).await?;
-        let (cpu, pg_cpu) =
-            before.per_command(&CpuSample::now(SERVER_THREADS, database), plinth.done);
+        let target = Target {
+            address: server.address,
+            token: &token,
+        };
+        let plinth = match options.load_client {
+            LoadClient::KeepAlive => {
+                run_keep_alive(&target, &tenants[..clients], options.phase).await?
+            }
+            LoadClient::Reqwest => {
+                run_http(&http, &base, &token, &tenants[..clients], options.phase).await?
+            }
+        };
+        let cpu = before.per_command(&CpuSample::now(SERVER_THREADS, database), plinth.done);
         let per_commit = events_per_transaction(&baseline_conns[0], at).await?;
         let row = AppendRow {
             clients,
@@ -243,9 +279,13 @@ async fn measure(
             baseline_per_s: baseline.per_second(),
             ratio_to_baseline: plinth.per_second() / baseline.per_second(),
             commands_per_commit: per_commit,
-            cpu_us_per_command: cpu,
-            pg_cpu_us_per_command: pg_cpu,
-            baseline_pg_cpu_us_per_insert: baseline_pg,
+            cpu_us_per_command: cpu.server_us,
+            pg_cpu_us_per_command: cpu.postgres_us,
+            client_cpu_us_per_command: cpu.client_us,
+            machine_busy: cpu.machine_busy,
+            baseline_pg_cpu_us_per_insert: baseline_cpu.postgres_us,
+            baseline_client_cpu_us_per_insert: baseline_cpu.client_us,
+            baseline_machine_busy: baseline_cpu.machine_busy,
             p50_ms: plinth.ms_at(0.5),
             p99_ms: plinth.ms_at(0.99),
             baseline_p50_ms: baseline.ms_at(0.5),
@@ -253,9 +293,19 @@ async fn measure(
         };
         eprintln!(
             "{clients:>3} clients: plinth {:.0}/s ({per_commit:.1} commands per commit, \
-             p99 {:.1} ms, {cpu:.0} µs server + {pg_cpu:.0} µs PostgreSQL CPU per command), \
-             baseline {:.0}/s",
-            row.commands_per_s, row.p99_ms, row.baseline_per_s
+             p99 {:.1} ms; CPU per command: server {:.0} µs, PostgreSQL {:.0} µs, client {:.0} µs; \
+             machine {:.0} % busy), baseline {:.0}/s (PostgreSQL {:.0} µs, client {:.0} µs per \
+             insert; machine {:.0} % busy)",
+            row.commands_per_s,
+            row.p99_ms,
+            cpu.server_us,
+            cpu.postgres_us,
+            cpu.client_us,
+            cpu.machine_busy * 100.0,
+            row.baseline_per_s,
+            baseline_cpu.postgres_us,
+            baseline_cpu.client_us,
+            baseline_cpu.machine_busy * 100.0,
         );
         rows.push(row);
     }
@@ -283,7 +333,47 @@ async fn post(
         .to_owned())
 }
 
-/// Each client creates locations in its own tenant as fast as it can.
+/// Where the load goes and as whom.
+struct Target<'a> {
+    address: std::net::SocketAddr,
+    token: &'a str,
+}
+
+/// The body of each client's commands: a location in its own tenant.
+fn create_location(tenant: &str) -> serde_json::Value {
+    json!({"type": "CreateLocation", "data": {"tenant_id": tenant, "name": "benchmark location"}})
+}
+
+/// Each client creates locations in its own tenant as fast as it can, on its own keep-alive
+/// connection.
+async fn run_keep_alive(
+    target: &Target<'_>,
+    tenants: &[String],
+    duration: Duration,
+) -> anyhow::Result<Phase> {
+    let start = Instant::now();
+    let mut tasks = Vec::new();
+    for tenant in tenants {
+        let body = serde_json::to_vec(&create_location(tenant))?;
+        let request = encode_post(target.address, "/v1/commands", target.token, &body);
+        let mut connection = KeepAliveConnection::connect(target.address).await?;
+        tasks.push(tokio::spawn(async move {
+            let mut latency = histogram()?;
+            let mut failed = 0u64;
+            while start.elapsed() < duration {
+                let sent = Instant::now();
+                match connection.send(&request).await? {
+                    201 => latency.record(sent.elapsed().as_micros().max(1) as u64)?,
+                    _ => failed += 1,
+                }
+            }
+            anyhow::Ok((latency, failed))
+        }));
+    }
+    collect(start, tasks).await
+}
+
+/// Each client creates locations in its own tenant as fast as it can, through reqwest.
 async fn run_http(
     http: &reqwest::Client,
     base: &str,
@@ -301,7 +391,7 @@ async fn run_http(
             tenant.clone(),
         );
         tasks.push(tokio::spawn(async move {
-            let body = json!({"type": "CreateLocation", "data": {"tenant_id": tenant, "name": "benchmark location"}});
+            let body = create_location(&tenant);
             let mut latency = histogram()?;
             let mut failed = 0u64;
             while start.elapsed() < duration {
@@ -316,6 +406,14 @@ async fn run_http(
             anyhow::Ok((latency, failed))
         }));
     }
+    collect(start, tasks).await
+}
+
+/// A client task: its latencies and its count of failed commands.
+type ClientTask = tokio::task::JoinHandle<anyhow::Result<(Histogram<u64>, u64)>>;
+
+/// The clients' latencies merged into one phase; any failed command fails the benchmark.
+async fn collect(start: Instant, tasks: Vec<ClientTask>) -> anyhow::Result<Phase> {
     let mut latency = histogram()?;
     let mut failures = 0;
     for t in tasks {

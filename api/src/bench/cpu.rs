@@ -9,31 +9,97 @@ use std::time::Duration;
 /// (asking sysconf would take unsafe code, which the workspace forbids).
 const TICKS_PER_SECOND: u64 = 100;
 
-/// CPU used so far by the server under test (threads named `thread_prefix`) and by PostgreSQL
-/// for the benchmark's database.
+/// CPU used so far by the server under test (threads named `thread_prefix`), by the rest of
+/// this process (the benchmark's own clients), by PostgreSQL for the benchmark's database, and
+/// by the whole machine.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct CpuSample {
     server: Duration,
+    process: Duration,
     postgres: Duration,
+    machine: MachineTicks,
+}
+
+/// Where a phase's CPU went, per command (or per baseline insert).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(crate) struct CpuPerCommand {
+    /// µs of the server's threads.
+    pub(crate) server_us: f64,
+    /// µs of this process's other threads: the benchmark's clients, which share the machine.
+    pub(crate) client_us: f64,
+    /// µs of the PostgreSQL processes that serve the benchmark's database.
+    pub(crate) postgres_us: f64,
+    /// Share of the machine's CPU time busy during the phase, 0–1: whether the cores were the
+    /// limit.
+    pub(crate) machine_busy: f64,
 }
 
 impl CpuSample {
     pub(crate) fn now(thread_prefix: &str, database: &str) -> Self {
         Self {
             server: threads_cpu(thread_prefix),
+            process: process_cpu(),
             postgres: postgres_cpu(database),
+            machine: MachineTicks::now(),
         }
     }
 
-    /// Microseconds of server and PostgreSQL CPU per command from `self` to `later`.
-    pub(crate) fn per_command(&self, later: &CpuSample, commands: u64) -> (f64, f64) {
+    /// CPU per command from `self` to `later`.
+    pub(crate) fn per_command(&self, later: &CpuSample, commands: u64) -> CpuPerCommand {
         let per = |before: Duration, after: Duration| {
             after.saturating_sub(before).as_secs_f64() * 1e6 / commands.max(1) as f64
         };
-        (
-            per(self.server, later.server),
-            per(self.postgres, later.postgres),
-        )
+        let server_us = per(self.server, later.server);
+        CpuPerCommand {
+            server_us,
+            client_us: (per(self.process, later.process) - server_us).max(0.0),
+            postgres_us: per(self.postgres, later.postgres),
+            machine_busy: self.machine.busy_until(&later.machine),
+        }
+    }
+}
+
+/// The first line of /proc/stat: the machine's busy and idle ticks over all cores.
+#[derive(Debug, Clone, Copy, Default)]
+struct MachineTicks {
+    busy: u64,
+    idle: u64,
+}
+
+impl MachineTicks {
+    fn now() -> Self {
+        std::fs::read_to_string("/proc/stat")
+            .ok()
+            .and_then(|s| Self::parse(s.lines().next()?))
+            .unwrap_or_default()
+    }
+
+    /// `cpu  user nice system idle iowait irq softirq steal …`: idle and iowait are idle time,
+    /// the rest (up to steal; guest time is already inside user) is busy.
+    fn parse(line: &str) -> Option<Self> {
+        let fields: Vec<u64> = line
+            .strip_prefix("cpu ")?
+            .split_whitespace()
+            .take(8)
+            .map(|f| f.parse().ok())
+            .collect::<Option<_>>()?;
+        let [user, nice, system, idle, iowait, irq, softirq, steal] = fields[..] else {
+            return None;
+        };
+        Some(Self {
+            busy: user + nice + system + irq + softirq + steal,
+            idle: idle + iowait,
+        })
+    }
+
+    fn busy_until(&self, later: &Self) -> f64 {
+        let busy = later.busy.saturating_sub(self.busy) as f64;
+        let idle = later.idle.saturating_sub(self.idle) as f64;
+        if busy + idle == 0.0 {
+            0.0
+        } else {
+            busy / (busy + idle)
+        }
     }
 }
 
@@ -75,6 +141,11 @@ fn threads_cpu(prefix: &str) -> Duration {
             .map(|dir| ticks(&dir))
             .sum(),
     )
+}
+
+/// CPU used so far by this whole process, ended threads included.
+fn process_cpu() -> Duration {
+    as_duration(ticks(Path::new("/proc/self")))
 }
 
 /// The PostgreSQL processes whose work a benchmark on `database` causes: the backends (and
@@ -125,6 +196,16 @@ mod tests {
     fn stat_ticks_counts_from_the_last_parenthesis() {
         let line = "42 (a (b) c) S 1 42 42 0 -1 4194304 10 0 0 0 250 31 0 0 20 0 1 0 9 0 0";
         assert_eq!(stat_ticks(line), Some(281));
+    }
+
+    #[test]
+    fn machine_ticks_split_busy_from_idle() {
+        let line = "cpu  100 5 20 300 10 1 2 3 0 0";
+        let before = MachineTicks::parse(line).unwrap();
+        assert_eq!((before.busy, before.idle), (131, 310));
+        let later = MachineTicks::parse("cpu  200 5 20 400 10 1 2 3 0 0").unwrap();
+        assert!((before.busy_until(&later) - 0.5).abs() < 1e-9);
+        assert!(MachineTicks::parse("cpu0 1 2 3 4 5 6 7 8").is_none());
     }
 
     #[test]

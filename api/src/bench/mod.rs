@@ -8,6 +8,7 @@ mod append;
 mod audit;
 mod cpu;
 mod end_to_end;
+mod load_client;
 mod plot;
 mod rebuild;
 mod relay;
