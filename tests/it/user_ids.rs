@@ -76,7 +76,9 @@ async fn a_new_identity_gets_identity_apis_id() {
     let created = users_created(&app, "foo@example.com").await;
     assert_eq!(
         created,
-        [json!({"user_id": EXAMPLE_ID, "issuer": "https://example.com", "subject": "foo@example.com"})]
+        [
+            json!({"user_id": EXAMPLE_ID, "issuer": "https://example.com", "subject": "foo@example.com"})
+        ]
     );
     // The event's actor is the user itself, under the same id.
     let audit = app
@@ -85,11 +87,13 @@ async fn a_new_identity_gets_identity_apis_id() {
     assert_eq!(audit.status, 200, "{audit:?}");
     assert_eq!(audit.body["items"][0]["event_type"], "UserCreated");
     assert_eq!(audit.body["items"][0]["actor"], EXAMPLE_ID);
-    assert!(!stream_exists(
-        &app,
-        UserId::legacy_for_identity("https://example.com", "foo@example.com").as_str()
-    )
-    .await);
+    assert!(
+        !stream_exists(
+            &app,
+            UserId::legacy_for_identity("https://example.com", "foo@example.com").as_str()
+        )
+        .await
+    );
 }
 
 #[tokio::test]
@@ -143,7 +147,11 @@ async fn a_user_recorded_with_the_legacy_id_keeps_it_and_its_grants() {
         )
         .await;
     assert_eq!(audit.status, 200, "{audit:?}");
-    assert_eq!(audit.body["items"].as_array().unwrap().len(), 1, "{audit:?}");
+    assert_eq!(
+        audit.body["items"].as_array().unwrap().len(),
+        1,
+        "{audit:?}"
+    );
 
     // A server with an empty cache (a restart, another replica) resolves it the same way, even
     // under 16 concurrent first requests.
@@ -240,13 +248,13 @@ async fn malformed_user_ids_are_400_problems_everywhere_a_user_id_is_taken() {
     let (tenant, _) = run(&app, &admin, "CreateTenant", json!({"name": "Corp"})).await;
     let long = &EXAMPLE_ID[8..];
     let malformed = [
-        format!("idntusr-{long}A"),                // 44 characters
-        format!("idntusr-{}", &long[..42]),        // 42
-        format!("idntusr-{}.", &long[..42]),       // 43, one not url-safe
-        format!("idntusr-{}!", &long[..20]),       // 21, one not url-safe
-        format!("idntusr-{}", &long[..22]),        // 22
-        format!("tnntten-{long}"),                 // 43, another kind's prefix
-        format!("idntusr-{long}="),                // padded
+        format!("idntusr-{long}A"),          // 44 characters
+        format!("idntusr-{}", &long[..42]),  // 42
+        format!("idntusr-{}.", &long[..42]), // 43, one not url-safe
+        format!("idntusr-{}!", &long[..20]), // 21, one not url-safe
+        format!("idntusr-{}", &long[..22]),  // 22
+        format!("tnntten-{long}"),           // 43, another kind's prefix
+        format!("idntusr-{long}="),          // padded
     ];
     for bad in &malformed {
         let grant = app
@@ -268,12 +276,17 @@ async fn malformed_user_ids_are_400_problems_everywhere_a_user_id_is_taken() {
         let roles = app.get(&admin, &format!("/v1/users/{bad}/roles")).await;
         assert_problem(&roles, 400, &format!("roles of {bad}"));
         let audit = app
-            .get(&admin, &format!("/v1/audit?actor={}", bad.replace('=', "%3D")))
+            .get(
+                &admin,
+                &format!("/v1/audit?actor={}", bad.replace('=', "%3D")),
+            )
             .await;
         assert_problem(&audit, 400, &format!("audit by {bad}"));
     }
     // Other kinds keep their 21 characters.
-    let tenant_43 = app.get(&admin, &format!("/v1/tenants/tnntten-{long}")).await;
+    let tenant_43 = app
+        .get(&admin, &format!("/v1/tenants/tnntten-{long}"))
+        .await;
     assert_problem(&tenant_43, 400, "a 43-character tenant id");
     // Both user shapes parse there (nobody is recorded under these: 404, not 400).
     for good in [EXAMPLE_ID, "idntusr-Y5eCcKq9aOOHpj0AhzxiT"] {
