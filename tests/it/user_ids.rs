@@ -296,3 +296,26 @@ async fn malformed_user_ids_are_400_problems_everywhere_a_user_id_is_taken() {
         assert_eq!(audit.status, 200, "{audit:?}");
     }
 }
+
+#[tokio::test]
+async fn the_openapi_document_describes_both_user_id_shapes() {
+    let app = crate::support::spawn_app().await;
+    let doc = app.get(&app.admin(), "/openapi.json").await.body;
+    let user_id = &doc["components"]["schemas"]["UserId"];
+    let description = user_id["description"].as_str().unwrap_or_default();
+    assert!(
+        description.contains("43") && description.contains("21"),
+        "{user_id}"
+    );
+    let actor = doc["paths"]["/v1/audit"]["get"]["parameters"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["name"] == "actor")
+        .unwrap();
+    let description = actor["description"].as_str().unwrap_or_default();
+    assert!(
+        description.contains("43") && description.contains("21"),
+        "{actor}"
+    );
+}
