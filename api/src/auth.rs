@@ -2,7 +2,7 @@
 //! RS256/ES256 tokens verified against a JWKS file in production. The first authenticated
 //! request of an (issuer, subject) pair records the user.
 
-use std::collections::HashSet;
+use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 
 use anyhow::Context as _;
@@ -132,9 +132,10 @@ pub fn mint_dev_token(secret: &str, subject: &str, ttl_secs: u64) -> anyhow::Res
     )?)
 }
 
-/// Users known to exist, so that only a user's first request pays for recording it.
+/// Users known to exist, by (issuer, subject), so that only a user's first request pays for
+/// recording it or finding which of its two possible ids it has (docs/adr/0014).
 #[derive(Debug, Default, Clone)]
-pub struct KnownUsers(Arc<RwLock<HashSet<UserId>>>);
+pub struct KnownUsers(Arc<RwLock<HashMap<(String, String), UserId>>>);
 
 /// What authenticating a request needs: the part of the application state the [`Caller`]
 /// extractor reaches through `FromRef`, so that authentication depends on no other part.
@@ -213,34 +214,42 @@ async fn authenticate(parts: &Parts, auth: &Auth) -> Result<Caller, ApiError> {
             "the token's `sub` or `iss` holds control characters".into(),
         ));
     }
-    let user_id = UserId::for_identity(&issuer, &claims.sub);
+    let identity = (issuer, claims.sub);
     let known = auth
         .known_users
         .0
         .read()
         .expect("not poisoned")
-        .contains(&user_id);
-    if !known {
-        auth.store
-            .ensure_user(&issuer, &claims.sub)
-            .await
-            .map_err(|e| ApiError::Unavailable {
-                detail: format!("could not record the user: {e}"),
-                retry_after_secs: 1,
-            })?;
-        auth.known_users
-            .0
-            .write()
-            .expect("not poisoned")
-            .insert(user_id.clone());
-    }
-    let platform_admin = auth.settings.is_platform_admin(&issuer, &claims.sub);
+        .get(&identity)
+        .cloned();
+    let user_id = match known {
+        Some(user_id) => user_id,
+        None => {
+            // identity-api's id for a new user, the legacy one for a user recorded before.
+            let user_id = auth
+                .store
+                .ensure_user(&identity.0, &identity.1)
+                .await
+                .map_err(|e| ApiError::Unavailable {
+                    detail: format!("could not record the user: {e}"),
+                    retry_after_secs: 1,
+                })?;
+            auth.known_users
+                .0
+                .write()
+                .expect("not poisoned")
+                .insert(identity.clone(), user_id.clone());
+            user_id
+        }
+    };
+    let (issuer, subject) = identity;
+    let platform_admin = auth.settings.is_platform_admin(&issuer, &subject);
     Ok(Caller {
         actor: Actor {
             user_id,
             platform_admin,
         },
         issuer,
-        subject: claims.sub,
+        subject,
     })
 }

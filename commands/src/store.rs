@@ -90,65 +90,49 @@ impl EventStore {
         Ok(rows.iter().map(|r| r.get(0)).collect())
     }
 
-    /// Records the user for (issuer, subject) unless it exists; returns its id. Concurrent
-    /// first requests create exactly one user: the stream row is claimed first, and whoever
-    /// loses the claim appends nothing.
+    /// The user of (issuer, subject), recorded unless it exists; returns its id. That is the id
+    /// identity-api derives ([`UserId::for_identity`]), except for a user recorded before Plinth
+    /// adopted that derivation: its stream is named by [`UserId::legacy_for_identity`], and that
+    /// id stays the user's, since the log's events name it (docs/adr/0014). Both are looked up in
+    /// one statement. Concurrent first requests create exactly one user: both streams are locked
+    /// and looked up again before the new one is claimed, and whoever finds a user appends
+    /// nothing.
     pub async fn ensure_user(&self, issuer: &str, subject: &str) -> anyhow::Result<UserId> {
         let user_id = UserId::for_identity(issuer, subject);
+        let legacy = UserId::legacy_for_identity(issuer, subject);
         let mut client = self.pool.get().await?;
-        let exists = client
-            .query_opt(
-                "select 1 from streams where stream_id = $1",
-                &[&user_id.as_str()],
-            )
-            .await?
-            .is_some();
-        if exists {
-            return Ok(user_id);
+        if let Some(existing) = existing_user(&**client, &user_id, &legacy).await? {
+            return Ok(existing);
         }
         let tx = client.transaction().await?;
-        // Like every writer of the log: the stream's lock before any write (docs/adr/0004).
-        let stream = vec![user_id.as_str()];
-        crate::lock_streams(&*tx, &stream, &[]).await?;
-        let claimed = tx
-            .execute(
-                "insert into streams (stream_id, kind, version, last_hash, last_position, lifecycle,
-                                      snapshot, snapshot_version)
-                 values ($1, 'user', 0, '', 0, 'live', '{}', 0) on conflict (stream_id) do nothing",
-                &[&user_id.as_str()],
-            )
-            .await?;
-        if claimed == 0 {
-            return Ok(user_id);
+        // Like every writer of the log: the stream's lock before any write (docs/adr/0004). The
+        // legacy stream's too, so that a server still deriving legacy ids (a rolling upgrade)
+        // that is recording this user is waited for, and its user found.
+        crate::lock_streams(&*tx, &[user_id.as_str(), legacy.as_str()], &[]).await?;
+        if let Some(existing) = existing_user(&*tx, &user_id, &legacy).await? {
+            return Ok(existing);
         }
-        let event = Event::UserCreated {
-            user_id: user_id.clone(),
-            issuer: issuer.to_owned(),
-            subject: subject.to_owned(),
-        };
-        let command_id = uuid::Uuid::now_v7();
-        let metadata = EventMetadata {
-            actor: Some(user_id.clone()),
-            command_id,
-            correlation_id: command_id,
-            causation_id: command_id,
-            traceparent: None,
-        };
-        let mut world = World::default();
-        let mut entry = Entry::new_stream();
-        let mut event_rows = Vec::new();
-        rows::append_in_memory(
-            &mut entry,
-            user_id.as_str(),
-            &[event],
-            &metadata,
-            rows::now_micros(),
-            &mut event_rows,
-        )?;
-        world.streams.insert(user_id.to_string(), entry);
-        rows::write(&tx, &event_rows, &world).await?;
+        record_user(&tx, &user_id, issuer, subject).await?;
         tx.commit().await?;
         Ok(user_id)
+    }
+
+    /// Records (issuer, subject)'s `UserCreated` under exactly `user_id` unless that stream
+    /// exists; returns whether it did. This is how servers before ADR 0014 recorded users, with
+    /// [`UserId::legacy_for_identity`]: for tests and tools that must reproduce such a log.
+    /// Authentication records users with [`Self::ensure_user`] alone.
+    pub async fn record_user_with_id(
+        &self,
+        user_id: &UserId,
+        issuer: &str,
+        subject: &str,
+    ) -> anyhow::Result<bool> {
+        let mut client = self.pool.get().await?;
+        let tx = client.transaction().await?;
+        crate::lock_streams(&*tx, &[user_id.as_str()], &[]).await?;
+        let recorded = record_user(&tx, user_id, issuer, subject).await?;
+        tx.commit().await?;
+        Ok(recorded)
     }
 
     /// Recomputes every stream's hash chain over the whole log, streaming it in batches.
@@ -270,4 +254,74 @@ impl std::fmt::Display for HeadMismatch {
             version(self.last_event_version)
         )
     }
+}
+
+/// The id of the user recorded for an identity, if any: its stream under the id identity-api
+/// derives, else under Plinth's legacy one.
+async fn existing_user(
+    client: &impl tokio_postgres::GenericClient,
+    user_id: &UserId,
+    legacy: &UserId,
+) -> Result<Option<UserId>, tokio_postgres::Error> {
+    let found: Vec<String> = client
+        .query(
+            "select stream_id from streams where stream_id = any($1)",
+            &[&[user_id.as_str(), legacy.as_str()].as_slice()],
+        )
+        .await?
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    Ok([user_id, legacy]
+        .into_iter()
+        .find(|id| found.iter().any(|f| f == id.as_str()))
+        .cloned())
+}
+
+/// Claims `user_id`'s stream and appends its `UserCreated`, in `tx`, which holds the stream's
+/// lock; whoever loses the claim appends nothing. Returns whether it appended.
+async fn record_user(
+    tx: &deadpool_postgres::Transaction<'_>,
+    user_id: &UserId,
+    issuer: &str,
+    subject: &str,
+) -> anyhow::Result<bool> {
+    let claimed = tx
+        .execute(
+            "insert into streams (stream_id, kind, version, last_hash, last_position, lifecycle,
+                                  snapshot, snapshot_version)
+             values ($1, 'user', 0, '', 0, 'live', '{}', 0) on conflict (stream_id) do nothing",
+            &[&user_id.as_str()],
+        )
+        .await?;
+    if claimed == 0 {
+        return Ok(false);
+    }
+    let event = Event::UserCreated {
+        user_id: user_id.clone(),
+        issuer: issuer.to_owned(),
+        subject: subject.to_owned(),
+    };
+    let command_id = uuid::Uuid::now_v7();
+    let metadata = EventMetadata {
+        actor: Some(user_id.clone()),
+        command_id,
+        correlation_id: command_id,
+        causation_id: command_id,
+        traceparent: None,
+    };
+    let mut world = World::default();
+    let mut entry = Entry::new_stream();
+    let mut event_rows = Vec::new();
+    rows::append_in_memory(
+        &mut entry,
+        user_id.as_str(),
+        &[event],
+        &metadata,
+        rows::now_micros(),
+        &mut event_rows,
+    )?;
+    world.streams.insert(user_id.to_string(), entry);
+    rows::write(tx, &event_rows, &world).await?;
+    Ok(true)
 }

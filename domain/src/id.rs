@@ -1,4 +1,5 @@
-//! Infratographer-compatible prefixed identifiers (`<prefix>-<21 url-safe chars>`).
+//! Infratographer-compatible prefixed identifiers (`<prefix>-<21 url-safe chars>`; a user id's
+//! body is 21 or 43 characters, see [`UserId`]).
 //!
 //! New identifiers are derived from a UUIDv7 and encoded with an alphabet whose characters sort
 //! in ASCII order, so identifiers created later sort later: inserts stay at the right edge of
@@ -14,6 +15,10 @@ use sha2::{Digest, Sha256};
 /// Characters after the prefix.
 pub const ID_BODY_LEN: usize = 21;
 
+/// Characters after the prefix of a user id as identity-api derives it: a whole SHA-256 digest
+/// in unpadded base64url (docs/adr/0014-identity-api-user-ids.md).
+pub const USER_ID_BODY_LEN: usize = 43;
+
 /// The url-safe base64 characters in ASCII order: encoding with them preserves numeric order.
 const SORTABLE_ALPHABET: &[u8; 64] =
     b"-0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ_abcdefghijklmnopqrstuvwxyz";
@@ -21,7 +26,10 @@ const SORTABLE_ALPHABET: &[u8; 64] =
 /// Why a string is not a valid identifier.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum IdError {
-    #[error("`{0}` is not a prefixed id (expected `<prefix>-<21 url-safe characters>`)")]
+    #[error(
+        "`{0}` is not a prefixed id (expected `<prefix>-<21 url-safe characters>`, \
+         or 21 or 43 for a user id `idntusr-…`)"
+    )]
     Malformed(String),
     #[error("`{id}` has prefix `{found}`, expected `{expected}`")]
     WrongPrefix {
@@ -62,6 +70,16 @@ fn is_url_safe(c: u8) -> bool {
     c.is_ascii_alphanumeric() || c == b'-' || c == b'_'
 }
 
+/// The body lengths an id with `prefix` may have: user ids have two (Plinth's earlier
+/// derivation and identity-api's), every other kind one.
+fn body_lengths(prefix: &str) -> &'static [usize] {
+    if prefix == UserId::PREFIX {
+        &[ID_BODY_LEN, USER_ID_BODY_LEN]
+    } else {
+        &[ID_BODY_LEN]
+    }
+}
+
 /// Checks `<prefix>-<body>` and returns the prefix.
 fn split_prefixed(s: &str) -> Result<(&str, &str), IdError> {
     let malformed = || IdError::Malformed(s.chars().take(64).collect());
@@ -69,7 +87,7 @@ fn split_prefixed(s: &str) -> Result<(&str, &str), IdError> {
     if prefix.len() != 7 || !prefix.bytes().all(|c| c.is_ascii_lowercase()) {
         return Err(malformed());
     }
-    if body.len() != ID_BODY_LEN || !body.bytes().all(is_url_safe) {
+    if !body_lengths(prefix).contains(&body.len()) || !body.bytes().all(is_url_safe) {
         return Err(malformed());
     }
     Ok((prefix, body))
@@ -163,14 +181,30 @@ prefixed_id!(
     "resoprv"
 );
 prefixed_id!(
-    /// A user (`idntusr-…`), derived from the token's issuer and subject.
+    /// A user (`idntusr-…`), derived from the token's issuer and subject: 43 characters after
+    /// the prefix, as identity-api derives them, or 21 for users Plinth recorded before it
+    /// adopted that derivation.
     UserId,
     "idntusr"
 );
 
 impl UserId {
-    /// `idntusr-` + the first 21 characters of base64url(sha256(issuer + "|" + subject)).
+    /// The id identity-api gives (issuer, subject), which other Infratographer services see as
+    /// `actorID`: `idntusr-` + unpadded base64url(sha256(issuer + subject)), no separator
+    /// between the two, the whole digest (43 characters).
     pub fn for_identity(issuer: &str, subject: &str) -> Self {
+        let mut digest = Sha256::new();
+        digest.update(issuer.as_bytes());
+        digest.update(subject.as_bytes());
+        let encoded = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(digest.finalize());
+        debug_assert_eq!(encoded.len(), USER_ID_BODY_LEN);
+        Self(format!("{}-{encoded}", Self::PREFIX))
+    }
+
+    /// The id Plinth derived for (issuer, subject) before it adopted identity-api's:
+    /// `idntusr-` + the first 21 characters of base64url(sha256(issuer + "|" + subject)).
+    /// Only to find users recorded then, whose ids stay theirs (ADR 0014); never for new users.
+    pub fn legacy_for_identity(issuer: &str, subject: &str) -> Self {
         let digest = Sha256::digest(format!("{issuer}|{subject}").as_bytes());
         let encoded = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(digest);
         Self(format!("{}-{}", Self::PREFIX, &encoded[..ID_BODY_LEN]))
@@ -378,7 +412,66 @@ mod tests {
         assert_ne!(a, UserId::for_identity("https://issuer", "bob"));
         assert_ne!(a, UserId::for_identity("https://other", "alice"));
         assert!(UserId::parse(a.as_str()).is_ok());
-        assert_eq!(a.as_str().len(), 8 + ID_BODY_LEN);
+        assert_eq!(a.as_str().len(), 8 + USER_ID_BODY_LEN);
+    }
+
+    #[test]
+    fn user_ids_are_identity_apis() {
+        // printf %s 'https://example.comfoo@example.com' | openssl dgst -sha256 -binary
+        //   | basenc --base64url   (minus the trailing `=`)
+        assert_eq!(
+            UserId::for_identity("https://example.com", "foo@example.com").as_str(),
+            "idntusr-G9KRgCBGlE6lYkoLKCdKufqP_TO04_qhq87Gs5Y75Gg"
+        );
+        // printf %s 'https://example.com|foo@example.com' | … | cut -c1-21
+        assert_eq!(
+            UserId::legacy_for_identity("https://example.com", "foo@example.com").as_str(),
+            "idntusr-Y5eCcKq9aOOHpj0AhzxiT"
+        );
+    }
+
+    #[test]
+    fn user_ids_parse_with_either_body_length_and_no_other() {
+        for body_len in [ID_BODY_LEN, USER_ID_BODY_LEN] {
+            let id = format!("idntusr-{}", "aZ09-_".repeat(8).get(..body_len).unwrap());
+            assert_eq!(UserId::parse(&id).unwrap().as_str(), id);
+            assert_eq!(AggregateKind::of_stream(&id), Some(AggregateKind::User));
+            let json = serde_json::to_string(&id).unwrap();
+            assert_eq!(serde_json::from_str::<UserId>(&json).unwrap().as_str(), id);
+        }
+        for body_len in [0, 20, 22, 42, 44, 64] {
+            let id = format!("idntusr-{}", "a".repeat(body_len));
+            assert!(
+                matches!(UserId::parse(&id), Err(IdError::Malformed(_))),
+                "{body_len}"
+            );
+        }
+        let bad_char = format!("idntusr-{}", "a".repeat(42) + "=");
+        assert!(matches!(
+            UserId::parse(&bad_char),
+            Err(IdError::Malformed(_))
+        ));
+        let padded = format!("idntusr-{}", "G9KRgCBGlE6lYkoLKCdKufqP_TO04_qhq87Gs5Y75Gg=");
+        assert!(UserId::parse(&padded).is_err());
+    }
+
+    #[test]
+    fn only_user_ids_have_the_long_body() {
+        let long = "a".repeat(USER_ID_BODY_LEN);
+        assert!(matches!(
+            TenantId::parse(&format!("tnntten-{long}")),
+            Err(IdError::Malformed(_))
+        ));
+        assert!(LocationId::parse(&format!("lctnloc-{long}")).is_err());
+        assert!(ResourceProviderId::parse(&format!("resopro-{long}")).is_err());
+        assert!(ProviderId::parse(&format!("resoprv-{long}")).is_err());
+        assert_eq!(AggregateKind::of_stream(&format!("tnntten-{long}")), None);
+        assert!(ResourceId::parse(&format!("tnntten-{long}")).is_err());
+        // A long user id is still a user's, which carries no metadata.
+        assert!(matches!(
+            ResourceId::parse(&format!("idntusr-{long}")),
+            Err(IdError::UnknownKind(_))
+        ));
     }
 
     #[test]
@@ -415,6 +508,17 @@ mod tests {
             let shaped = s.len() == 29
                 && s.starts_with("tnntten-")
                 && s[8..].bytes().all(is_url_safe);
+            prop_assert_eq!(ok, shaped);
+        }
+
+        #[test]
+        fn user_ids_accept_only_the_two_documented_shapes(
+            s in "idntusr-([A-Za-z0-9_-]{20,22}|[A-Za-z0-9_-]{42,44}|[A-Za-z0-9_=+/.-]{0,50})"
+        ) {
+            let ok = UserId::parse(&s).is_ok();
+            let body = &s[8..];
+            let shaped = (body.len() == ID_BODY_LEN || body.len() == USER_ID_BODY_LEN)
+                && body.bytes().all(is_url_safe);
             prop_assert_eq!(ok, shaped);
         }
 

@@ -34,4 +34,5 @@ mod seed;
 mod shared_reads;
 mod soak;
 mod time_travel;
+mod user_ids;
 mod write_cache;

@@ -284,9 +284,10 @@ fn csv_record(item: &AuditItem) -> [String; 11] {
 }
 
 /// Column widths of the table: fixed rather than measured, because measuring would need every
-/// row before the first is printed. Prefixed ids are 29 characters, UUIDs 36, timestamps 27;
-/// event types are at most 35. A longer value pushes its row's later columns to the right.
-const WIDTHS: [usize; 7] = [10, 27, 35, 29, 7, 29, 36];
+/// row before the first is printed. Prefixed ids are 29 characters, user ids (the actor) 51
+/// (29 for users recorded before ADR 0014), UUIDs 36, timestamps 27; event types are at most 35.
+/// A longer value (a user's stream id) pushes its row's later columns to the right.
+const WIDTHS: [usize; 7] = [10, 27, 35, 29, 7, 51, 36];
 
 fn table_row(w: &mut impl Write, cells: [&str; 7]) -> io::Result<()> {
     let [position, rest @ ..] = cells;

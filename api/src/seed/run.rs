@@ -132,9 +132,15 @@ impl<'a> Seeder<'a> {
         let issuer = crate::auth::DEV_ISSUER;
         let mut subjects: Vec<&str> = vec![SEED_ADMIN];
         subjects.extend(self.blueprint.users.iter().map(String::as_str));
+        // Either id an identity's user may have (docs/adr/0014).
         let ids: Vec<String> = subjects
             .iter()
-            .map(|s| UserId::for_identity(issuer, s).to_string())
+            .flat_map(|s| {
+                [
+                    UserId::for_identity(issuer, s).to_string(),
+                    UserId::legacy_for_identity(issuer, s).to_string(),
+                ]
+            })
             .collect();
         // Users already there (an `--append` run) append nothing: count only the new ones.
         let existing: HashSet<String> = self
@@ -163,7 +169,8 @@ impl<'a> Seeder<'a> {
             }
             self.ids.users.push(user.to_string());
         }
-        self.ids.users.remove(0);
+        // The administrator's id as recorded (a legacy one in a log seeded before ADR 0014).
+        self.admin.user_id = UserId::parse(&self.ids.users.remove(0))?;
         (self.on_events)(self.written.events);
         Ok(())
     }

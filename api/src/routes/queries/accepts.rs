@@ -84,7 +84,8 @@ pub(crate) struct AuditFilters {
     tenant_id: Option<String>,
     /// One stream.
     stream_id: Option<String>,
-    /// The acting user (`idntusr-…`).
+    /// The acting user (`idntusr-` and 43 url-safe characters, or 21 for a user recorded before
+    /// Plinth adopted identity-api's ids).
     actor: Option<String>,
     /// Events of commands with this correlation id.
     correlation_id: Option<uuid::Uuid>,
