@@ -51,6 +51,11 @@ pub struct Settings {
     /// `source` of the NATS messages.
     #[arg(long, env = "PLINTH_NATS_SOURCE", default_value = "plinth")]
     pub nats_source: String,
+    /// `chained`: each NATS publish names the one before it (`Nats-Expected-Last-Msg-Id`), so
+    /// stream order is log order, in a stream no one else publishes to; `unchained`: for a
+    /// stream shared with other publishers.
+    #[arg(long, env = "PLINTH_NATS_ORDERING", default_value = "chained")]
+    pub nats_ordering: String,
     /// Largest PostgreSQL connection pool.
     #[arg(long, env = "PLINTH_DB_POOL_SIZE", default_value_t = 16)]
     pub db_pool_size: usize,
@@ -79,6 +84,7 @@ impl std::fmt::Debug for Settings {
             .field("nats_url", &self.nats_url.as_ref().map(|_| "<set>"))
             .field("nats_prefix", &self.nats_prefix)
             .field("nats_source", &self.nats_source)
+            .field("nats_ordering", &self.nats_ordering)
             .field("db_pool_size", &self.db_pool_size)
             .field("writers", &self.writers)
             .field("request_timeout_secs", &self.request_timeout_secs)
@@ -157,6 +163,9 @@ impl Settings {
                     .to_owned(),
             );
         }
+        if self.nats_ordering().is_none() {
+            wrong.push("PLINTH_NATS_ORDERING must be `chained` or `unchained`".to_owned());
+        }
         match wrong.len() {
             0 => Ok(()),
             1 => Err(InvalidSettings(format!("invalid setting: {}", wrong[0])).into()),
@@ -164,6 +173,11 @@ impl Settings {
                 InvalidSettings(format!("invalid settings:\n  - {}", wrong.join("\n  - "))).into(),
             ),
         }
+    }
+
+    /// `PLINTH_NATS_ORDERING`, `None` if it is neither `chained` nor `unchained`.
+    pub fn nats_ordering(&self) -> Option<plinth_projections::nats::Ordering> {
+        self.nats_ordering.parse().ok()
     }
 
     /// Whether the token (issuer, subject) names a platform administrator: an entry equal to
@@ -194,6 +208,7 @@ impl Settings {
             nats_url: None,
             nats_prefix: "com.infratographer".into(),
             nats_source: "plinth".into(),
+            nats_ordering: "chained".into(),
             db_pool_size: 16,
             writers: 2,
             request_timeout_secs: 30,

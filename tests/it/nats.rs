@@ -6,12 +6,13 @@
 //! and recreates its stream, so a re-run on the same server starts clean); the others publish
 //! under a random prefix each, with a stream of their own, so they run side by side.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::process::Stdio;
 use std::time::Duration;
 
+use async_nats::header::NATS_MESSAGE_ID;
 use async_nats::jetstream::consumer::{pull, AckPolicy};
-use async_nats::jetstream::{self, Context};
+use async_nats::jetstream::{self, stream, Context};
 use futures::StreamExt as _;
 use md5::{Digest as _, Md5};
 use plinth_commands::StoredEvent;
@@ -153,11 +154,13 @@ async fn read_stream(js: &Context, name: &str) -> Vec<Stored> {
     }
     for sequence in info.first_sequence..=info.last_sequence {
         let m = stream.get_raw_message(sequence).await.unwrap();
+        // Plinth's all carry one (`assert_exactly_the_log` compares them with the event ids);
+        // another publisher's may not (x/events sets none).
         let msg_id = m
             .headers
-            .get(async_nats::header::NATS_MESSAGE_ID)
+            .get(NATS_MESSAGE_ID)
             .map(|v| v.as_str().to_owned())
-            .expect("every message carries Nats-Msg-Id");
+            .unwrap_or_default();
         out.push(Stored {
             sequence: m.sequence,
             subject: m.subject.to_string(),
@@ -177,6 +180,66 @@ async fn stream_messages(js: &Context, name: &str) -> u64 {
         .unwrap()
         .state
         .messages
+}
+
+/// The subject another publisher writes to in the tests sharing a stream: a subject type
+/// Plinth never publishes.
+fn foreign_subject(prefix: &str) -> String {
+    format!("{prefix}.changes.update.foreign")
+}
+
+fn is_foreign(message: &Stored) -> bool {
+    message.subject.ends_with(".foreign")
+}
+
+/// Plinth's messages of a stream it shares, in stream order.
+fn plinth_only(stored: Vec<Stored>) -> Vec<Stored> {
+    stored.into_iter().filter(|m| !is_foreign(m)).collect()
+}
+
+/// Another service publishing into the stream every millisecond, as x/events does (a plain NATS
+/// publish, no acknowledgement awaited, no `Nats-Msg-Id`) or, `with_ids`, with a `Nats-Msg-Id`
+/// of its own (a UUID, like Plinth's).
+struct ForeignPublisher {
+    stop: tokio::sync::oneshot::Sender<()>,
+    task: tokio::task::JoinHandle<u64>,
+}
+
+impl ForeignPublisher {
+    async fn start(prefix: &str, with_ids: bool) -> Self {
+        let client = async_nats::connect(nats_url()).await.expect("NATS is up");
+        let subject = foreign_subject(prefix);
+        let (stop, mut stopped) = tokio::sync::oneshot::channel::<()>();
+        let task = tokio::spawn(async move {
+            let mut sent = 0;
+            let mut tick = tokio::time::interval(Duration::from_millis(1));
+            loop {
+                tokio::select! {
+                    _ = &mut stopped => break,
+                    _ = tick.tick() => {}
+                }
+                let mut headers = async_nats::HeaderMap::new();
+                if with_ids {
+                    headers.insert(NATS_MESSAGE_ID, uuid::Uuid::now_v7().to_string().as_str());
+                }
+                let payload = json!({ "foreign": sent }).to_string();
+                client
+                    .publish_with_headers(subject.clone(), headers, payload.into())
+                    .await
+                    .unwrap();
+                sent += 1;
+            }
+            client.flush().await.unwrap();
+            sent
+        });
+        Self { stop, task }
+    }
+
+    /// Stops publishing; how many messages it sent.
+    async fn stop(self) -> u64 {
+        let _ = self.stop.send(());
+        self.task.await.unwrap()
+    }
 }
 
 /// The stream holds each event exactly once, in the log's order (the relay reads the log in
@@ -513,6 +576,11 @@ struct RelayProcess {
 
 impl RelayProcess {
     fn start(db: &TestDb, prefix: &str, batch_size: i64) -> Self {
+        Self::start_with(db, prefix, batch_size, &[])
+    }
+
+    /// With more environment.
+    fn start_with(db: &TestDb, prefix: &str, batch_size: i64, env: &[(&str, &str)]) -> Self {
         let log =
             std::env::temp_dir().join(format!("plinth-nats-relay-{}.log", uuid::Uuid::now_v7()));
         let child = Command::new(plinth_binary())
@@ -521,6 +589,8 @@ impl RelayProcess {
             .env("PLINTH_NATS_URL", nats_url())
             .env("PLINTH_NATS_PREFIX", prefix)
             .env("PLINTH_NATS_BATCH_SIZE", batch_size.to_string())
+            .env_remove("PLINTH_NATS_ORDERING")
+            .envs(env.iter().copied())
             .env("RUST_LOG", "warn")
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(&log).unwrap())
@@ -605,6 +675,237 @@ async fn a_relay_killed_mid_batch_leaves_no_gap_and_no_duplicate() {
     wait_caught_up(&db).await;
     relay.kill().await;
     assert_exactly_the_log(&events, &read_stream(&js, &name).await);
+}
+
+/// A message lost in flight while the ones after it reach the server (here: one over the
+/// stream's size limit, refused while the next ones fit) is not overtaken: the chained
+/// publishes after it are refused, nothing past it is stored, the next sessions re-send from it
+/// one event at a time, and once it can be stored the stream holds the log in order.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_message_lost_in_flight_is_not_overtaken_by_the_next_ones() {
+    let app = spawn_app().await;
+    let admin = app.admin();
+    for i in 0..4 {
+        app.ok(
+            &admin,
+            "CreateTenant",
+            json!({"name": format!("before-{i}.example")}),
+        )
+        .await;
+    }
+    let big = app
+        .ok(
+            &admin,
+            "CreateTenant",
+            json!({"name": "big.example", "description": "x".repeat(3000)}),
+        )
+        .await;
+    for i in 0..4 {
+        app.ok(
+            &admin,
+            "CreateTenant",
+            json!({"name": format!("after-{i}.example")}),
+        )
+        .await;
+    }
+    let events = all_events(&app.db.pool).await;
+    let lost = events
+        .iter()
+        .position(|e| e.stream_id == big && e.event_type == "TenantCreated")
+        .unwrap();
+    assert!(lost > 0 && lost + 1 < events.len());
+    let lost_id = events[lost].event_id.to_string();
+    let next_id = events[lost + 1].event_id.to_string();
+    let last_id = events.last().unwrap().event_id.to_string();
+
+    let prefix = unique_prefix();
+    let js = jetstream().await;
+    let mut config = stream::Config {
+        name: prefix.replace('.', "-"),
+        subjects: vec![format!("{prefix}.changes.>"), format!("{prefix}.events.>")],
+        max_message_size: 2048,
+        duplicate_window: Duration::from_secs(120),
+        ..Default::default()
+    };
+    js.create_stream(config.clone()).await.unwrap();
+    // Every publish, stored or refused, as a plain subscriber sees it.
+    let client = async_nats::connect(nats_url()).await.unwrap();
+    let mut published = client.subscribe(format!("{prefix}.>")).await.unwrap();
+    client.flush().await.unwrap();
+    let relay = start_relay(&app.db, relay_config(&app.db, &prefix));
+
+    // Until the first session has sent the whole log and two more re-sent the lost event.
+    let mut times: HashMap<String, usize> = HashMap::new();
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    while !times.contains_key(&last_id) || times.get(&lost_id).copied().unwrap_or(0) < 3 {
+        let message = tokio::time::timeout_at(deadline, published.next())
+            .await
+            .unwrap_or_else(|_| panic!("the relay stopped publishing: {times:?}"))
+            .unwrap();
+        let id = message
+            .headers
+            .as_ref()
+            .unwrap()
+            .get(NATS_MESSAGE_ID)
+            .unwrap();
+        *times.entry(id.as_str().to_owned()).or_default() += 1;
+    }
+    // Nothing after the lost event was stored, and the checkpoint stops before it.
+    assert_exactly_the_log(&events[..lost], &read_stream(&js, &config.name).await);
+    assert_eq!(
+        checkpoint_position(&app.db).await,
+        Some(events[lost - 1].position)
+    );
+    // The sessions after the failed one published the lost event alone, each waiting for its
+    // answer before the next: the event after it went out with the first session only.
+    assert_eq!(times.get(&next_id), Some(&1), "{times:?}");
+
+    // The limit raised, the relay stores the rest, in order.
+    config.max_message_size = 1 << 20;
+    js.update_stream(&config).await.unwrap();
+    wait_caught_up(&app.db).await;
+    relay.stop().await;
+    assert_exactly_the_log(&events, &read_stream(&js, &config.name).await);
+}
+
+/// A message of another publisher between two of Plinth's (as x/events publishes: without
+/// `Nats-Msg-Id`): the chained publish after it is refused, the log says why and what to set,
+/// and the next session goes on in log order.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_foreign_message_gets_the_next_chained_publish_refused_and_logged() {
+    let app = spawn_app().await;
+    let admin = app.admin();
+    app.ok(&admin, "CreateTenant", json!({"name": "first.example"}))
+        .await;
+    let prefix = unique_prefix();
+    let name = make_stream(&prefix).await;
+    let js = jetstream().await;
+    let relay = RelayProcess::start(&app.db, &prefix, 500);
+    wait_caught_up(&app.db).await;
+    let before = all_events(&app.db.pool).await.len();
+    // Acknowledged, only so that the test knows it is stored.
+    js.publish(
+        foreign_subject(&prefix),
+        json!({"foreign": 0}).to_string().into(),
+    )
+    .await
+    .unwrap()
+    .await
+    .unwrap();
+    app.ok(&admin, "CreateTenant", json!({"name": "second.example"}))
+        .await;
+    wait_caught_up(&app.db).await;
+    let log = relay.log();
+    relay.kill().await;
+    let events = all_events(&app.db.pool).await;
+    assert!(
+        log.contains(&format!(
+            "JetStream refused the event at position {} ({})",
+            events[before].position, events[before].event_id
+        )),
+        "{log}"
+    );
+    assert!(
+        log.contains("the stream's last message is one without Nats-Msg-Id"),
+        "{log}"
+    );
+    assert!(
+        log.contains("the stream's last message is not one of Plinth's events"),
+        "{log}"
+    );
+    assert!(log.contains("PLINTH_NATS_ORDERING=unchained"), "{log}");
+    let stored = read_stream(&js, &name).await;
+    // The foreign message stays where it came, between the two commands' events.
+    let foreign: Vec<usize> = (0..stored.len())
+        .filter(|&i| is_foreign(&stored[i]))
+        .collect();
+    assert_eq!(foreign, [before]);
+    assert_exactly_the_log(&events, &plinth_only(stored));
+}
+
+/// Another publisher writing into the stream all along, with message ids of its own: chained
+/// publishes keep being refused, and after a few sessions the log says that another publisher
+/// may share the stream and which setting to use. Nothing is lost or reordered meanwhile.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn repeated_refusals_name_the_setting_for_a_shared_stream() {
+    let db = test_db().await;
+    {
+        let _w = HORIZON.write().await;
+        synthetic_platform(&db, 600, 8, 3).await;
+    }
+    let prefix = unique_prefix();
+    let name = make_stream(&prefix).await;
+    let foreign = ForeignPublisher::start(&prefix, true).await;
+    let relay = RelayProcess::start(&db, &prefix, 20);
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    while !relay
+        .log()
+        .contains("sessions in a row ended with a refused publish")
+    {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no hint logged: {}",
+            relay.log()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(
+        relay.log().contains("set PLINTH_NATS_ORDERING=unchained"),
+        "{}",
+        relay.log()
+    );
+    assert!(foreign.stop().await > 0);
+    wait_caught_up(&db).await;
+    relay.kill().await;
+    let js = jetstream().await;
+    let stored = read_stream(&js, &name).await;
+    assert!(stored.iter().any(is_foreign));
+    assert_exactly_the_log(&all_events(&db.pool).await, &plinth_only(stored));
+}
+
+/// Unchained (`PLINTH_NATS_ORDERING=unchained`), Plinth shares its stream with another
+/// publisher: nothing is refused, the other's messages come between Plinth's, and Plinth's
+/// follow the log.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn unchained_ordering_shares_the_stream_with_another_publisher() {
+    let db = test_db().await;
+    {
+        let _w = HORIZON.write().await;
+        synthetic_platform(&db, 600, 8, 3).await;
+    }
+    let prefix = unique_prefix();
+    let name = make_stream(&prefix).await;
+    let foreign = ForeignPublisher::start(&prefix, false).await;
+    let relay =
+        RelayProcess::start_with(&db, &prefix, 20, &[("PLINTH_NATS_ORDERING", "unchained")]);
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    // Caught up, and never a refusal on the way.
+    while nats::checkpoint(&db.pool, nats::DEFAULT_NAME)
+        .await
+        .unwrap()
+        .unwrap_or_default()
+        < head(&db.pool).await
+    {
+        assert!(!relay.log().contains("refused"), "{}", relay.log());
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the relay never caught up"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(foreign.stop().await > 0);
+    let log = relay.log();
+    relay.kill().await;
+    assert!(!log.contains("refused"), "{log}");
+    let js = jetstream().await;
+    let stored = read_stream(&js, &name).await;
+    let first = stored.iter().position(|m| !is_foreign(m)).unwrap();
+    let last = stored.iter().rposition(|m| !is_foreign(m)).unwrap();
+    assert!(
+        stored[first..last].iter().any(is_foreign),
+        "the other publisher's messages never came between Plinth's"
+    );
+    assert_exactly_the_log(&all_events(&db.pool).await, &plinth_only(stored));
 }
 
 /// Without a stream that captures the subjects, publishing fails: the relay logs why, keeps
@@ -778,4 +1079,19 @@ fn the_nats_cli_refuses_bad_input() {
     ]);
     assert!(!ok);
     assert!(out.contains("batch size must be positive"), "{out}");
+    let (ok, out) = run_plinth(&[
+        "nats",
+        "relay",
+        "--database-url",
+        "postgres://nobody@127.0.0.1:1/none",
+        "--nats-url",
+        "nats://127.0.0.1:1",
+        "--ordering",
+        "sideways",
+    ]);
+    assert!(!ok);
+    assert!(
+        out.contains("`sideways` is not a NATS ordering: `chained` or `unchained`"),
+        "{out}"
+    );
 }

@@ -27,6 +27,11 @@ pub(crate) struct Target {
     /// The messages' `source`.
     #[arg(long, env = "PLINTH_NATS_SOURCE", default_value = "plinth")]
     pub(crate) source: String,
+    /// `chained`: each publish names the one before it (`Nats-Expected-Last-Msg-Id`), so
+    /// stream order is log order, in a stream no one else publishes to; `unchained`: for a
+    /// stream shared with other publishers.
+    #[arg(long, env = "PLINTH_NATS_ORDERING", default_value = "chained")]
+    pub(crate) ordering: nats::Ordering,
 }
 
 impl Target {
@@ -36,6 +41,7 @@ impl Target {
                 prefix: self.prefix.clone(),
                 source: self.source.clone(),
             },
+            ordering: self.ordering,
             ..NatsConfig::new(self.nats_url.clone())
         }
     }

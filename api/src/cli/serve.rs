@@ -93,6 +93,9 @@ pub(crate) async fn serve(mut settings: Settings, dev: bool, parts: Parts) -> an
                 prefix: settings.nats_prefix.clone(),
                 source: settings.nats_source.clone(),
             },
+            ordering: settings
+                .nats_ordering()
+                .context("invalid setting: PLINTH_NATS_ORDERING")?,
             database_url: settings.database_url.clone(),
             ..plinth_projections::nats::NatsConfig::new(url.clone())
         };

@@ -10,6 +10,10 @@
 //! the server itself. The bytes come from [`message`], which needs each stream's state before
 //! the event: [`history`] folds it from the log.
 //!
+//! Stream order follows log order because, by default ([`Ordering::Chained`]), every publish of
+//! a session but the first names its predecessor in `Nats-Expected-Last-Msg-Id`: a message whose
+//! predecessor was lost in flight is refused instead of overtaking it (see `session`).
+//!
 //! Plinth publishes; it does not own the stream. A subject no stream captures is an error (the
 //! session fails and retries from the checkpoint, so nothing is lost while the operator adds
 //! the stream); [`ensure_stream`] makes one for development and tests.
@@ -34,6 +38,43 @@ pub use message::{MessageConfig, Outgoing, StreamState};
 pub use republish::{republish, Republished};
 pub use stream::{ensure_stream, StreamConfig};
 
+/// Whether each publish names the one before it, so that JetStream refuses a message whose
+/// predecessor is not the stream's last message (`PLINTH_NATS_ORDERING`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Ordering {
+    /// Every publish of a session but the first carries `Nats-Expected-Last-Msg-Id` = the
+    /// previous event's id: stream order is log order, but the stream must be Plinth's alone (a
+    /// message of another publisher between two of Plinth's makes the second one refused).
+    #[default]
+    Chained,
+    /// No expectation: other publishers may share the stream, but a publish lost in flight
+    /// while later ones are stored is stored after them when re-sent.
+    Unchained,
+}
+
+impl std::str::FromStr for Ordering {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "chained" => Ok(Self::Chained),
+            "unchained" => Ok(Self::Unchained),
+            other => Err(format!(
+                "`{other}` is not a NATS ordering: `chained` or `unchained`"
+            )),
+        }
+    }
+}
+
+impl std::fmt::Display for Ordering {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::Chained => "chained",
+            Self::Unchained => "unchained",
+        })
+    }
+}
+
 /// The checkpoint name `plinth serve` and `plinth nats relay` use unless told otherwise.
 pub const DEFAULT_NAME: &str = "nats";
 
@@ -56,6 +97,8 @@ pub struct NatsConfig {
     pub max_batches_in_flight: usize,
     /// How long to wait for JetStream's acknowledgement of one message.
     pub ack_timeout: Duration,
+    /// Whether publishes are chained by `Nats-Expected-Last-Msg-Id`.
+    pub ordering: Ordering,
     /// Stream states kept between events (see `history`).
     pub state_cache: usize,
     pub poll_interval: Duration,
@@ -77,6 +120,7 @@ impl Default for NatsConfig {
             batch_size: 500,
             max_batches_in_flight: 4,
             ack_timeout: Duration::from_secs(5),
+            ordering: Ordering::Chained,
             state_cache: 10_000,
             poll_interval: Duration::from_millis(500),
             lock_retry_interval: Duration::from_secs(1),

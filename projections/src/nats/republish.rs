@@ -6,7 +6,7 @@ use plinth_commands::log;
 
 use super::history::States;
 use super::session::{acknowledged, publish, Pending};
-use super::NatsConfig;
+use super::{NatsConfig, Ordering};
 
 /// What a republish did.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -21,7 +21,8 @@ pub struct Republished {
 /// the log as it is now when `to_position` is `None`) exactly as the relay publishes them:
 /// same subjects, same bytes, same `Nats-Msg-Id` (so inside the stream's duplicate window
 /// nothing is stored twice). The live checkpoint is neither read nor written. Events are sent
-/// in position order, which per stream is version order.
+/// in position order, which per stream is version order; chained as the relay chains them
+/// (`config.ordering`), so a refused publish ends the republish with that error.
 pub async fn republish(
     pool: Pool,
     config: NatsConfig,
@@ -49,11 +50,27 @@ pub async fn republish(
     let mut done = Republished::default();
     // Batch n+1 is published while batch n's acknowledgements are still due.
     let mut in_flight: Vec<Pending> = Vec::new();
+    // The id of the event published last: the next one's expected last message, when chained.
+    let mut previous: Option<String> = None;
     loop {
         let events = log::read_positions(&client, next, to, config.batch_size).await?;
         let mut batch = Vec::with_capacity(events.len());
         for event in &events {
-            batch.push(publish(&jetstream, &mut states, &client, &config.message, event).await?);
+            let after = match config.ordering {
+                Ordering::Chained => previous.as_deref(),
+                Ordering::Unchained => None,
+            };
+            let pending = publish(
+                &jetstream,
+                &mut states,
+                &client,
+                &config.message,
+                event,
+                after,
+            )
+            .await?;
+            previous = Some(pending.msg_id.clone());
+            batch.push(pending);
             next = event.position + 1;
         }
         for pending in std::mem::replace(&mut in_flight, batch) {

@@ -14,6 +14,7 @@ use serde_json::{json, Value};
 use uuid::Uuid;
 
 use super::message::{self, kebab_case, MapError, MessageConfig, Outgoing, StreamState};
+use super::Ordering;
 
 const ROOT: &str = "tnntten-rootaaaaaaaaaaaaaaaaa";
 const CHILD: &str = "tnntten-childaaaaaaaaaaaaaaaa";
@@ -352,6 +353,18 @@ fn an_update_or_delete_without_its_creation_is_an_error_not_a_guess() {
     assert!(
         matches!(result, Err(MapError::MissingState { .. })),
         "{result:?}"
+    );
+}
+
+#[test]
+fn orderings_read_as_the_setting_spells_them() {
+    assert_eq!(Ordering::default(), Ordering::Chained);
+    for ordering in [Ordering::Chained, Ordering::Unchained] {
+        assert_eq!(ordering.to_string().parse::<Ordering>(), Ok(ordering));
+    }
+    assert_eq!(
+        "Chained".parse::<Ordering>(),
+        Err("`Chained` is not a NATS ordering: `chained` or `unchained`".to_owned())
     );
 }
 

@@ -221,6 +221,15 @@ async fn an_invalid_kafka_topic_prefix_is_refused() {
 }
 
 #[tokio::test]
+async fn an_unknown_nats_ordering_is_refused() {
+    assert_refused(
+        &[("PLINTH_NATS_ORDERING", Some("ordered"))],
+        "PLINTH_NATS_ORDERING must be `chained` or `unchained`",
+    )
+    .await;
+}
+
+#[tokio::test]
 async fn an_empty_broker_list_is_refused() {
     assert_refused(
         &[("PLINTH_KAFKA_BROKERS", Some(" "))],
