@@ -515,10 +515,9 @@ async fn an_infratographer_consumer_sees_what_tenant_api_would_publish() {
     assert_exactly_the_log(&events, &read_stream(&js, name).await);
 }
 
-/// Re-sending from 0 inside the duplicate window stores nothing twice (`Nats-Msg-Id` is the
-/// event id, the bytes are identical), and the stream's order is the log's.
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn replay_from_zero_inside_the_window_stores_no_duplicate() {
+/// A database holding a small synthetic platform (600 events), and a fresh stream on a prefix
+/// of its own: `(db, prefix, stream name)`.
+async fn platform_and_stream() -> (TestDb, String, String) {
     let db = test_db().await;
     {
         let _w = HORIZON.write().await;
@@ -526,6 +525,14 @@ async fn replay_from_zero_inside_the_window_stores_no_duplicate() {
     }
     let prefix = unique_prefix();
     let name = make_stream(&prefix).await;
+    (db, prefix, name)
+}
+
+/// Re-sending from 0 inside the duplicate window stores nothing twice (`Nats-Msg-Id` is the
+/// event id, the bytes are identical), and the stream's order is the log's.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn replay_from_zero_inside_the_window_stores_no_duplicate() {
+    let (db, prefix, name) = platform_and_stream().await;
     let js = jetstream().await;
     let relay = start_relay(&db, relay_config(&db, &prefix));
     wait_caught_up(&db).await;
@@ -828,13 +835,7 @@ async fn a_foreign_message_gets_the_next_chained_publish_refused_and_logged() {
 /// may share the stream and which setting to use. Nothing is lost or reordered meanwhile.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn repeated_refusals_name_the_setting_for_a_shared_stream() {
-    let db = test_db().await;
-    {
-        let _w = HORIZON.write().await;
-        synthetic_platform(&db, 600, 8, 3).await;
-    }
-    let prefix = unique_prefix();
-    let name = make_stream(&prefix).await;
+    let (db, prefix, name) = platform_and_stream().await;
     let foreign = ForeignPublisher::start(&prefix, true).await;
     let relay = RelayProcess::start(&db, &prefix, 20);
     let deadline = tokio::time::Instant::now() + PATIENCE;
@@ -868,13 +869,7 @@ async fn repeated_refusals_name_the_setting_for_a_shared_stream() {
 /// follow the log.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn unchained_ordering_shares_the_stream_with_another_publisher() {
-    let db = test_db().await;
-    {
-        let _w = HORIZON.write().await;
-        synthetic_platform(&db, 600, 8, 3).await;
-    }
-    let prefix = unique_prefix();
-    let name = make_stream(&prefix).await;
+    let (db, prefix, name) = platform_and_stream().await;
     let foreign = ForeignPublisher::start(&prefix, false).await;
     let relay =
         RelayProcess::start_with(&db, &prefix, 20, &[("PLINTH_NATS_ORDERING", "unchained")]);
