@@ -88,12 +88,7 @@ impl Server {
 
     /// SIGTERM, then its exit status (graceful shutdown).
     pub(crate) async fn terminate(mut self) -> std::process::ExitStatus {
-        let pid = self.child.id().expect("running").to_string();
-        let status = std::process::Command::new("kill")
-            .args(["-TERM", &pid])
-            .status()
-            .unwrap();
-        assert!(status.success());
+        crate::support::send_sigterm(&self.child);
         tokio::time::timeout(Duration::from_secs(20), self.child.wait())
             .await
             .expect("plinth serve stops within 20 s of SIGTERM")

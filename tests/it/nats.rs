@@ -611,6 +611,26 @@ impl RelayProcess {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
 
+    /// Waits (at most [`PATIENCE`]) until the log holds `needle`, checking `meanwhile` before
+    /// each look; `what` names the line in the failure.
+    async fn wait_for_log<F: std::future::Future<Output = ()>>(
+        &self,
+        needle: &str,
+        what: &str,
+        mut meanwhile: impl FnMut() -> F,
+    ) {
+        let deadline = tokio::time::Instant::now() + PATIENCE;
+        while !self.log().contains(needle) {
+            meanwhile().await;
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "no {what} logged: {}",
+                self.log()
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
     /// SIGKILL: nothing of its shutdown path runs.
     async fn kill(mut self) {
         self.child.start_kill().unwrap();
@@ -838,18 +858,13 @@ async fn repeated_refusals_name_the_setting_for_a_shared_stream() {
     let (db, prefix, name) = platform_and_stream().await;
     let foreign = ForeignPublisher::start(&prefix, true).await;
     let relay = RelayProcess::start(&db, &prefix, 20);
-    let deadline = tokio::time::Instant::now() + PATIENCE;
-    while !relay
-        .log()
-        .contains("sessions in a row ended with a refused publish")
-    {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "no hint logged: {}",
-            relay.log()
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    relay
+        .wait_for_log(
+            "sessions in a row ended with a refused publish",
+            "hint",
+            || async {},
+        )
+        .await;
     assert!(
         relay.log().contains("set PLINTH_NATS_ORDERING=unchained"),
         "{}",
@@ -914,16 +929,11 @@ async fn without_a_stream_the_relay_logs_an_error_and_the_checkpoint_stays() {
         .await;
     let prefix = unique_prefix();
     let relay = RelayProcess::start(&app.db, &prefix, 500);
-    let deadline = tokio::time::Instant::now() + PATIENCE;
-    while !relay.log().contains("no JetStream stream captures") {
-        assert_eq!(checkpoint_position(&app.db).await.unwrap_or(0), 0);
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "no error logged: {}",
-            relay.log()
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    relay
+        .wait_for_log("no JetStream stream captures", "error", || async {
+            assert_eq!(checkpoint_position(&app.db).await.unwrap_or(0), 0);
+        })
+        .await;
     assert!(
         relay.log().contains(&format!("`{prefix}.changes.")),
         "the error names the subject: {}",

@@ -221,6 +221,16 @@ pub fn plinth_binary() -> std::path::PathBuf {
     binary
 }
 
+/// Sends SIGTERM to a spawned `plinth` (graceful shutdown); the caller waits for its exit.
+pub fn send_sigterm(child: &tokio::process::Child) {
+    let pid = child.id().expect("running").to_string();
+    let status = std::process::Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap();
+    assert!(status.success());
+}
+
 /// Runs the `plinth` binary with `args`; returns whether it succeeded, and its stdout and stderr
 /// together.
 pub fn run_plinth(args: &[&str]) -> (bool, String) {

@@ -93,12 +93,7 @@ impl Plinth {
 
     /// SIGTERM, wait for it to exit, and return its whole log.
     pub(crate) async fn stop(mut self) -> String {
-        let pid = self.child.id().expect("running").to_string();
-        let status = std::process::Command::new("kill")
-            .args(["-TERM", &pid])
-            .status()
-            .unwrap();
-        assert!(status.success());
+        crate::support::send_sigterm(&self.child);
         // Seen once (2026-12-01, a loaded full run): no stop within 20 s. The server's log says
         // which task was still running; keep it in the failure.
         let Ok(exited) = tokio::time::timeout(Duration::from_secs(20), self.child.wait()).await
