@@ -48,7 +48,7 @@ pub async fn build_state(settings: Settings) -> anyhow::Result<AppState> {
     let settings = Arc::new(settings);
     let store = EventStore::new(pool.clone());
     Ok(AppState {
-        bus: CommandBus::start(pool.clone(), settings.writers),
+        bus: CommandBus::start_with(pool.clone(), settings.writers, settings.write_cache_states),
         auth: Auth {
             verifier,
             known_users: KnownUsers::default(),

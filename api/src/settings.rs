@@ -62,6 +62,10 @@ pub struct Settings {
     /// Group-commit writer tasks (each commits one batch at a time).
     #[arg(long, env = "PLINTH_WRITERS", default_value_t = 2)]
     pub writers: usize,
+    /// Stream states the writers keep decoded between batches (ADR 0009); past it the cache
+    /// starts over. Each costs a few hundred bytes to a few KiB.
+    #[arg(long, env = "PLINTH_WRITE_CACHE_STATES", default_value_t = plinth_commands::DEFAULT_CACHED_STATES)]
+    pub write_cache_states: usize,
     /// Seconds before a request is answered with 408.
     #[arg(long, env = "PLINTH_REQUEST_TIMEOUT_SECS", default_value_t = 30)]
     pub request_timeout_secs: u64,
@@ -87,6 +91,7 @@ impl std::fmt::Debug for Settings {
             .field("nats_ordering", &self.nats_ordering)
             .field("db_pool_size", &self.db_pool_size)
             .field("writers", &self.writers)
+            .field("write_cache_states", &self.write_cache_states)
             .field("request_timeout_secs", &self.request_timeout_secs)
             .field("ready_max_lag_events", &self.ready_max_lag_events)
             .finish()
@@ -116,6 +121,9 @@ impl Settings {
         }
         if self.writers < 1 {
             wrong.push("PLINTH_WRITERS must be at least 1".to_owned());
+        }
+        if self.write_cache_states < 1 {
+            wrong.push("PLINTH_WRITE_CACHE_STATES must be at least 1".to_owned());
         }
         if self.request_timeout_secs == 0 {
             wrong.push("PLINTH_REQUEST_TIMEOUT_SECS must be more than 0".to_owned());
@@ -211,6 +219,7 @@ impl Settings {
             nats_ordering: "chained".into(),
             db_pool_size: 16,
             writers: 2,
+            write_cache_states: plinth_commands::DEFAULT_CACHED_STATES,
             request_timeout_secs: 30,
             ready_max_lag_events: 10_000,
         }

@@ -27,10 +27,19 @@ use crate::submission::Submission;
 pub(crate) struct StreamAppeared;
 
 /// What the writers remember between transactions: facts that, once committed, never change.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub(crate) struct Caches {
     pub(crate) chains: Chains,
     pub(crate) snapshots: Snapshots,
+}
+
+impl Caches {
+    pub(crate) fn with_capacity(cached_states: usize) -> Self {
+        Self {
+            chains: Chains::default(),
+            snapshots: Snapshots::with_capacity(cached_states),
+        }
+    }
 }
 
 /// A command's result; `bool` is true when it was replayed from its idempotency key.
@@ -129,7 +138,8 @@ async fn run_pipelined(
         .collect();
     loading.sort();
     loading.dedup();
-    let cached_versions = caches.snapshots.versions(&loading);
+    let held = caches.snapshots.held(&loading);
+    let cached_versions = held.versions(&loading);
     let (lock, load, count_dependents, find_keys) = futures::try_join!(
         client.prepare_cached(locks::LOCK_SQL),
         client.prepare_cached(rows::LOAD_SQL),
@@ -159,7 +169,7 @@ async fn run_pipelined(
     begun.context("failed to begin")?;
     locked?;
     let mut world = World::default();
-    rows::add_rows(client, &mut world, loaded?, &caches.snapshots).await?;
+    rows::add_rows(client, &mut world, loaded?, &held, &caches.snapshots).await?;
     if shared
         .iter()
         .any(|id| world.streams.contains_key(id) && !chains.contains_key(id))

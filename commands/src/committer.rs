@@ -44,9 +44,14 @@ impl CommandBus {
     /// Starts `writers` committer tasks on `pool`. Each holds one connection per batch; with
     /// more than one, a batch can be decided while another waits for its commit.
     pub fn start(pool: Pool, writers: usize) -> Self {
+        Self::start_with(pool, writers, crate::snapshots::DEFAULT_CACHED_STATES)
+    }
+
+    /// [`Self::start`], the writers keeping up to `cached_states` decoded stream states.
+    pub fn start_with(pool: Pool, writers: usize, cached_states: usize) -> Self {
         let (jobs, receiver) = mpsc::channel::<Job>(16 * MAX_BATCH);
         let receiver = Arc::new(Mutex::new(receiver));
-        let caches = Arc::new(Caches::default());
+        let caches = Arc::new(Caches::with_capacity(cached_states));
         for _ in 0..writers.max(1) {
             tokio::spawn(writer(pool.clone(), receiver.clone(), caches.clone()));
         }

@@ -28,5 +28,6 @@ pub use error::{database_unreachable, CommandError};
 pub use locks::lock_streams;
 pub use log::read_after;
 pub use model::{AppendedEvent, Checkpoint, CommandOutcome, EventMetadata, StoredEvent};
+pub use snapshots::DEFAULT_CACHED_STATES;
 pub use store::{pool, ChainBreak, EventStore, HeadMismatch};
 pub use submission::{IdempotencyKey, Submission};

@@ -15,7 +15,7 @@ use plinth_domain::{apply, Aggregate, Body, Event, Facts};
 use crate::hash::{self, Hashed};
 use crate::log;
 use crate::model::EventMetadata;
-use crate::snapshots::Snapshots;
+use crate::snapshots::{Held, Snapshots};
 
 /// Bump when `Aggregate`'s serialized shape changes: older snapshots are then refolded from
 /// their events instead of being deserialized.
@@ -84,17 +84,19 @@ pub(crate) const LOAD_SQL: &str = "select s.stream_id, s.version, s.last_hash, s
      from unnest($1::text[], $2::int8[]) as wanted(id, cached)
      join lateral (select * from streams where stream_id = wanted.id limit 1) s on true";
 
-/// Adds loaded rows to `world`, from the cache where the row sent no snapshot, refolding any
-/// stale snapshot from its events; newly decoded states are remembered in `snapshots`.
+/// Adds loaded rows to `world`, from the states the batch `held` where the row sent no snapshot,
+/// refolding any stale snapshot from its events; newly decoded states are remembered in
+/// `snapshots`.
 pub(crate) async fn add_rows(
     client: &impl GenericClient,
     world: &mut World,
     rows: Vec<Row>,
+    held: &Held,
     snapshots: &Snapshots,
 ) -> anyhow::Result<()> {
     let mut decoded = Vec::new();
     for row in rows {
-        let (id, entry, fresh) = entry_from_row(client, &row, snapshots).await?;
+        let (id, entry, fresh) = entry_from_row(client, &row, held).await?;
         if let Some(state) = fresh {
             decoded.push((id.clone(), entry.version, state));
         }
@@ -113,7 +115,7 @@ pub(crate) async fn add_rows(
 async fn entry_from_row(
     client: &impl GenericClient,
     row: &Row,
-    snapshots: &Snapshots,
+    held: &Held,
 ) -> anyhow::Result<(String, Entry, Option<Arc<Aggregate>>)> {
     let id: String = row.get("stream_id");
     let version: i64 = row.get("version");
@@ -124,7 +126,7 @@ async fn entry_from_row(
         .with_context(|| format!("bad snapshot of {id}"))?;
     let (agg, fresh) = match snapshot {
         Some(Json(agg)) => (Arc::new(agg), true),
-        None => match snapshots.get(&id, version) {
+        None => match held.get(&id, version) {
             Some(agg) => (agg, false),
             None if snapshot_version != SNAPSHOT_VERSION => {
                 (Arc::new(refold(client, &id).await?), true)

@@ -16,29 +16,61 @@ use plinth_domain::Aggregate;
 
 /// Enough for the streams (tenant chains, busy targets) a busy writer touches; past it the
 /// cache starts over, and a miss costs one snapshot in the load statement.
-const MAX_CACHED_STATES: usize = 50_000;
+/// `PLINTH_WRITE_CACHE_STATES` sets it.
+pub const DEFAULT_CACHED_STATES: usize = 50_000;
 
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub(crate) struct Snapshots {
     states: Mutex<HashMap<String, (i64, Arc<Aggregate>)>>,
+    capacity: usize,
 }
 
-impl Snapshots {
-    /// The cached version of each of `ids`, 0 where none (no stream has version 0).
+impl Default for Snapshots {
+    fn default() -> Self {
+        Self::with_capacity(DEFAULT_CACHED_STATES)
+    }
+}
+
+/// The cached states one batch holds (see [`Snapshots::held`]).
+#[derive(Debug, Default)]
+pub(crate) struct Held(HashMap<String, (i64, Arc<Aggregate>)>);
+
+impl Held {
+    /// The held version of each of `ids`, 0 where none (no stream has version 0).
     pub(crate) fn versions(&self, ids: &[String]) -> Vec<i64> {
-        let states = self.states.lock().expect("snapshot cache poisoned");
         ids.iter()
-            .map(|id| states.get(id).map_or(0, |(version, _)| *version))
+            .map(|id| self.0.get(id).map_or(0, |(version, _)| *version))
             .collect()
     }
 
-    /// The state of `id` at `version`, if cached.
+    /// The held state of `id` at `version`, if any.
     pub(crate) fn get(&self, id: &str, version: i64) -> Option<Arc<Aggregate>> {
-        let states = self.states.lock().expect("snapshot cache poisoned");
-        match states.get(id) {
-            Some((cached, state)) if *cached == version => Some(state.clone()),
+        match self.0.get(id) {
+            Some((held, state)) if *held == version => Some(state.clone()),
             _ => None,
         }
+    }
+}
+
+impl Snapshots {
+    pub(crate) fn with_capacity(capacity: usize) -> Self {
+        Self {
+            states: Mutex::default(),
+            capacity: capacity.max(1),
+        }
+    }
+
+    /// What is cached of `ids` now, taken out for one batch: the batch tells the load statement
+    /// these versions (so no snapshot is sent for them) and must then use exactly these states.
+    /// Looking them up again later could miss: another writer may have cleared the cache in
+    /// between (seen under load once the cache filled: a 500 "neither sent nor cached").
+    pub(crate) fn held(&self, ids: &[String]) -> Held {
+        let states = self.states.lock().expect("snapshot cache poisoned");
+        Held(
+            ids.iter()
+                .filter_map(|id| states.get(id).map(|held| (id.clone(), held.clone())))
+                .collect(),
+        )
     }
 
     /// Remembers committed states (see the module comment: never an uncommitted one).
@@ -48,7 +80,7 @@ impl Snapshots {
     ) {
         let mut states = self.states.lock().expect("snapshot cache poisoned");
         for (id, version, state) in committed {
-            if states.len() >= MAX_CACHED_STATES && !states.contains_key(id) {
+            if states.len() >= self.capacity && !states.contains_key(id) {
                 states.clear();
             }
             match states.get(id) {
@@ -80,10 +112,31 @@ mod tests {
         let cache = Snapshots::default();
         let id = "s".to_owned();
         cache.remember([(&id, 3, &state("a"))]);
-        assert_eq!(cache.versions(&[id.clone(), "other".into()]), vec![3, 0]);
-        assert!(cache.get("s", 3).is_some());
-        assert!(cache.get("s", 4).is_none());
-        assert!(cache.get("other", 3).is_none());
+        let held = cache.held(&[id.clone(), "other".into()]);
+        assert_eq!(held.versions(&[id.clone(), "other".into()]), vec![3, 0]);
+        assert!(held.get("s", 3).is_some());
+        assert!(held.get("s", 4).is_none());
+        assert!(held.get("other", 3).is_none());
+    }
+
+    #[test]
+    fn a_held_state_survives_the_cache_starting_over() {
+        let cache = Snapshots::with_capacity(1);
+        let (id, other) = ("s".to_owned(), "t".to_owned());
+        cache.remember([(&id, 3, &state("a"))]);
+        let held = cache.held(std::slice::from_ref(&id));
+        // Another writer fills the cache past its capacity: it starts over.
+        cache.remember([(&other, 1, &state("b"))]);
+        assert_eq!(
+            cache
+                .held(std::slice::from_ref(&id))
+                .versions(&[id.clone()]),
+            vec![0]
+        );
+        assert!(
+            held.get("s", 3).is_some(),
+            "the batch keeps what it announced"
+        );
     }
 
     #[test]
@@ -92,6 +145,7 @@ mod tests {
         let id = "s".to_owned();
         cache.remember([(&id, 5, &state("new"))]);
         cache.remember([(&id, 4, &state("old"))]);
-        assert_eq!(cache.versions(std::slice::from_ref(&id)), vec![5]);
+        let ids = std::slice::from_ref(&id);
+        assert_eq!(cache.held(ids).versions(ids), vec![5]);
     }
 }

@@ -69,6 +69,15 @@ async fn a_pool_of_zero_connections_is_refused() {
 }
 
 #[tokio::test]
+async fn a_write_cache_of_no_states_is_refused() {
+    assert_refused(
+        &[("PLINTH_WRITE_CACHE_STATES", Some("0"))],
+        "PLINTH_WRITE_CACHE_STATES must be at least 1",
+    )
+    .await;
+}
+
+#[tokio::test]
 async fn zero_writers_are_refused() {
     assert_refused(
         &[("PLINTH_WRITERS", Some("0"))],
