@@ -124,15 +124,11 @@ mod tests {
         let cache = Snapshots::with_capacity(1);
         let (id, other) = ("s".to_owned(), "t".to_owned());
         cache.remember([(&id, 3, &state("a"))]);
-        let held = cache.held(std::slice::from_ref(&id));
+        let ids = std::slice::from_ref(&id);
+        let held = cache.held(ids);
         // Another writer fills the cache past its capacity: it starts over.
         cache.remember([(&other, 1, &state("b"))]);
-        assert_eq!(
-            cache
-                .held(std::slice::from_ref(&id))
-                .versions(&[id.clone()]),
-            vec![0]
-        );
+        assert_eq!(cache.held(ids).versions(ids), vec![0]);
         assert!(
             held.get("s", 3).is_some(),
             "the batch keeps what it announced"
