@@ -228,7 +228,19 @@ pub(crate) fn append_in_memory(
 /// costs one round trip however many commands it holds. Data-modifying CTEs: the stream rows
 /// take their last position from the events inserted by the same statement. Returns each event
 /// row's `(event_id, position)`.
-pub(crate) const WRITE_SQL: &str = "with inserted as (
+///
+/// The guard (`$21` ids, `$22` versions; empty for a batch that loaded what it read) serves a
+/// batch decided on cached states before anything was read under its locks (`batch.rs`,
+/// ADR 0015): the statement starts after the locks are held, so it sees every commit they
+/// waited for, and it writes nothing, returning no rows, unless each stream read is still at
+/// the version decided on.
+pub(crate) const WRITE_SQL: &str = "with guard as materialized (
+         select not exists (
+             select 1 from unnest($21::text[], $22::int8[]) as w(id, version)
+             where w.version is distinct from
+                   (select s.version from streams s where s.stream_id = w.id)
+         ) as ok
+     ), inserted as (
          insert into events (event_id, stream_id, stream_version, event_type, schema_version,
                              data, metadata, recorded_at, hash)
          select e.event_id, e.stream_id, e.stream_version, e.event_type, e.schema_version,
@@ -237,6 +249,7 @@ pub(crate) const WRITE_SQL: &str = "with inserted as (
                      $7::text[], $8::timestamptz[], $9::bytea[])
               as e(event_id, stream_id, stream_version, event_type, schema_version, data,
                    metadata, recorded_at, hash)
+         where (select ok from guard)
          returning event_id, stream_id, position
      ), written as (
          insert into streams (stream_id, kind, version, last_hash, last_position, owner_id,
@@ -249,6 +262,7 @@ pub(crate) const WRITE_SQL: &str = "with inserted as (
                      $16::text[], $17::text[], $18::text[], $19::text[], $20::text[])
               as s(stream_id, kind, version, last_hash, owner_id, uses_id, lifecycle,
                    name_key, scope_path, snapshot)
+         where (select ok from guard)
          on conflict (stream_id) do update set
              version = excluded.version, last_hash = excluded.last_hash,
              last_position = excluded.last_position, lifecycle = excluded.lifecycle,
@@ -277,6 +291,8 @@ pub(crate) struct WriteParams {
     recorded: Vec<DateTime<Utc>>,
     hashes: Vec<Vec<u8>>,
     cols: StreamColumns,
+    guard_ids: Vec<String>,
+    guard_versions: Vec<i64>,
 }
 
 impl WriteParams {
@@ -298,10 +314,19 @@ impl WriteParams {
             recorded: rows.iter().map(|r| r.recorded_at).collect(),
             hashes: rows.iter().map(|r| r.hash.clone()).collect(),
             cols,
+            guard_ids: Vec::new(),
+            guard_versions: Vec::new(),
         })
     }
 
-    pub(crate) fn params(&self) -> [&(dyn ToSql + Sync); 20] {
+    /// Writes only if each of `ids` is still at its version in `versions` (0: absent).
+    pub(crate) fn guarded(mut self, ids: &[String], versions: &[i64]) -> Self {
+        self.guard_ids = ids.to_vec();
+        self.guard_versions = versions.to_vec();
+        self
+    }
+
+    pub(crate) fn params(&self) -> [&(dyn ToSql + Sync); 22] {
         let c = &self.cols;
         [
             &self.ids,
@@ -324,13 +349,16 @@ impl WriteParams {
             &c.name_keys,
             &c.paths,
             &c.snapshots,
+            &self.guard_ids,
+            &self.guard_versions,
         ]
     }
 
-    /// Each event row's position, in row order, from the statement's result.
-    pub(crate) fn positions(&self, returned: &[Row]) -> Vec<i64> {
+    /// Each event row's position, in row order, from the statement's result; `None` when the
+    /// guard held the write back (nothing was written).
+    pub(crate) fn positions(&self, returned: &[Row]) -> Option<Vec<i64>> {
         let by_id: HashMap<Uuid, i64> = returned.iter().map(|r| (r.get(0), r.get(1))).collect();
-        self.ids.iter().map(|id| by_id[id]).collect()
+        self.ids.iter().map(|id| by_id.get(id).copied()).collect()
     }
 }
 
@@ -343,7 +371,9 @@ pub(crate) async fn write(
     let statement = client.prepare_cached(WRITE_SQL).await?;
     let params = WriteParams::new(rows, world)?;
     let returned = client.query(&statement, &params.params()).await?;
-    Ok(params.positions(&returned))
+    params
+        .positions(&returned)
+        .context("an unguarded write returned no position for an event")
 }
 
 #[derive(Default)]

@@ -160,3 +160,52 @@ async fn a_cache_that_starts_over_under_load_fails_no_command() {
         failures.first()
     );
 }
+
+/// A batch that only creates streams is decided on cached states before anything is read
+/// (ADR 0015). Another process revokes the grant that authorizes it: the first process's cache
+/// still shows the grant, and only the write's guard, run under the locks, can see the revoke.
+#[tokio::test]
+async fn a_create_decided_on_a_cached_grant_is_refused_once_another_process_revoked_it() {
+    let db = support::test_db().await;
+    let (_first_app, first) = spawn_on(&db.url).await;
+    let (_second_app, second) = spawn_on(&db.url).await;
+    let admin = plinth_api::auth::mint_dev_token(SECRET, ADMIN, 3600).unwrap();
+    let bob = plinth_api::auth::mint_dev_token(SECRET, "bob", 3600).unwrap();
+    let root = first
+        .ok(&admin, "CreateTenant", json!({"name": "root"}))
+        .await;
+    let team = first
+        .ok(
+            &admin,
+            "CreateTenant",
+            json!({"name": "team", "parent_id": root}),
+        )
+        .await;
+    let bob_id = first.get(&bob, "/v1/me").await.body["id"].clone();
+    let grant = json!({"tenant_id": root, "user_id": bob_id, "role": "editor"});
+    first.ok(&admin, "GrantTenantAccess", grant).await;
+    // The first process now caches the root (with Bob's grant) and the team.
+    let created = first
+        .command(
+            &bob,
+            "CreateLocation",
+            json!({"tenant_id": team, "name": "a"}),
+        )
+        .await;
+    assert_eq!(created.status, 201, "{created:?}");
+
+    let revoke = json!({"tenant_id": root, "user_id": bob_id});
+    second.ok(&admin, "RevokeTenantAccess", revoke).await;
+
+    let refused = first
+        .command(
+            &bob,
+            "CreateLocation",
+            json!({"tenant_id": team, "name": "b"}),
+        )
+        .await;
+    assert_eq!(
+        refused.status, 403,
+        "decided on the cached grant, written although it was revoked: {refused:?}"
+    );
+}

@@ -147,6 +147,16 @@ async fn metrics_count_commands_requests_events_pool_and_lag_by_their_labels() {
     assert_eq!(value("plinth_commit_batch_size_bucket", &all), batches);
     all[0].1 = "8";
     assert_eq!(value("plinth_commit_batch_size_bucket", &all), batches);
+    // Each batch by how it read (ADR 0015): the creates of new root tenants read nothing and
+    // go the cached way, the updates of an unknown tenant load it; nothing was held back.
+    let by_path =
+        |path: &str| sample(&text, "plinth_batches_total", &[("path", path)]).unwrap_or(0.0);
+    assert_eq!(by_path("cached") + by_path("loaded"), batches, "{text}");
+    assert!(
+        by_path("cached") >= 1.0 && by_path("loaded") >= 1.0,
+        "{text}"
+    );
+    assert_eq!(by_path("cached_retried"), 0.0, "{text}");
 
     // The pool, as configured; the read side and the relay, caught up.
     assert_eq!(value("plinth_db_pool_max_connections", &[]), 7.0);
