@@ -184,26 +184,21 @@ async fn a_create_decided_on_a_cached_grant_is_refused_once_another_process_revo
     let bob_id = first.get(&bob, "/v1/me").await.body["id"].clone();
     let grant = json!({"tenant_id": root, "user_id": bob_id, "role": "editor"});
     first.ok(&admin, "GrantTenantAccess", grant).await;
-    // The first process now caches the root (with Bob's grant) and the team.
-    let created = first
-        .command(
+    let create_location = |name: &'static str| {
+        first.command(
             &bob,
             "CreateLocation",
-            json!({"tenant_id": team, "name": "a"}),
+            json!({"tenant_id": team, "name": name}),
         )
-        .await;
+    };
+    // The first process now caches the root (with Bob's grant) and the team.
+    let created = create_location("a").await;
     assert_eq!(created.status, 201, "{created:?}");
 
     let revoke = json!({"tenant_id": root, "user_id": bob_id});
     second.ok(&admin, "RevokeTenantAccess", revoke).await;
 
-    let refused = first
-        .command(
-            &bob,
-            "CreateLocation",
-            json!({"tenant_id": team, "name": "b"}),
-        )
-        .await;
+    let refused = create_location("b").await;
     assert_eq!(
         refused.status, 403,
         "decided on the cached grant, written although it was revoked: {refused:?}"
