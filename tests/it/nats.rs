@@ -712,14 +712,16 @@ async fn a_relay_killed_mid_batch_leaves_no_gap_and_no_duplicate() {
 async fn a_message_lost_in_flight_is_not_overtaken_by_the_next_ones() {
     let app = spawn_app().await;
     let admin = app.admin();
-    for i in 0..4 {
-        app.ok(
-            &admin,
-            "CreateTenant",
-            json!({"name": format!("before-{i}.example")}),
-        )
-        .await;
-    }
+    let four_tenants = |label: &'static str| {
+        let (app, admin) = (&app, &admin);
+        async move {
+            for i in 0..4 {
+                let name = format!("{label}-{i}.example");
+                app.ok(admin, "CreateTenant", json!({"name": name})).await;
+            }
+        }
+    };
+    four_tenants("before").await;
     let big = app
         .ok(
             &admin,
@@ -727,14 +729,7 @@ async fn a_message_lost_in_flight_is_not_overtaken_by_the_next_ones() {
             json!({"name": "big.example", "description": "x".repeat(3000)}),
         )
         .await;
-    for i in 0..4 {
-        app.ok(
-            &admin,
-            "CreateTenant",
-            json!({"name": format!("after-{i}.example")}),
-        )
-        .await;
-    }
+    four_tenants("after").await;
     let events = all_events(&app.db.pool).await;
     let lost = events
         .iter()

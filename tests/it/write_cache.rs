@@ -7,6 +7,28 @@ use serde_json::json;
 
 use crate::support::{self, Api, ADMIN, SECRET};
 
+/// Two processes (each its own writers and caches) on one database, and an admin's token.
+struct TwoProcesses {
+    db: support::TestDb,
+    first: Api,
+    second: Api,
+    admin: String,
+    _apps: [plinth_api::app::RunningApp; 2],
+}
+
+async fn two_processes() -> TwoProcesses {
+    let db = support::test_db().await;
+    let (first_app, first) = spawn_on(&db.url).await;
+    let (second_app, second) = spawn_on(&db.url).await;
+    TwoProcesses {
+        db,
+        first,
+        second,
+        admin: plinth_api::auth::mint_dev_token(SECRET, ADMIN, 3600).unwrap(),
+        _apps: [first_app, second_app],
+    }
+}
+
 async fn spawn_on(url: &str) -> (plinth_api::app::RunningApp, Api) {
     spawn_with(plinth_api::settings::Settings::for_database(
         url,
@@ -29,10 +51,13 @@ async fn spawn_with(
 
 #[tokio::test]
 async fn a_state_whose_commit_failed_is_never_served_from_the_cache() {
-    let db = support::test_db().await;
-    let (_first_app, first) = spawn_on(&db.url).await;
-    let (_second_app, second) = spawn_on(&db.url).await;
-    let admin = plinth_api::auth::mint_dev_token(SECRET, ADMIN, 3600).unwrap();
+    let TwoProcesses {
+        db,
+        first,
+        second,
+        admin,
+        _apps,
+    } = two_processes().await;
     let tenant = first
         .ok(&admin, "CreateTenant", json!({"name": "cached"}))
         .await;
@@ -166,10 +191,13 @@ async fn a_cache_that_starts_over_under_load_fails_no_command() {
 /// still shows the grant, and only the write's guard, run under the locks, can see the revoke.
 #[tokio::test]
 async fn a_create_decided_on_a_cached_grant_is_refused_once_another_process_revoked_it() {
-    let db = support::test_db().await;
-    let (_first_app, first) = spawn_on(&db.url).await;
-    let (_second_app, second) = spawn_on(&db.url).await;
-    let admin = plinth_api::auth::mint_dev_token(SECRET, ADMIN, 3600).unwrap();
+    let TwoProcesses {
+        db: _db,
+        first,
+        second,
+        admin,
+        _apps,
+    } = two_processes().await;
     let bob = plinth_api::auth::mint_dev_token(SECRET, "bob", 3600).unwrap();
     let root = first
         .ok(&admin, "CreateTenant", json!({"name": "root"}))
