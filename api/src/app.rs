@@ -57,6 +57,7 @@ pub async fn build_state(settings: Settings) -> anyhow::Result<AppState> {
         },
         store,
         settings,
+        read_progress: plinth_projections::read::ReadProgress::start(pool.clone()),
         pool,
     })
 }

@@ -6,6 +6,7 @@ use axum::extract::FromRef;
 use deadpool_postgres::Pool;
 
 use plinth_commands::{CommandBus, EventStore};
+use plinth_projections::read::ReadProgress;
 
 use crate::auth::Auth;
 use crate::settings::Settings;
@@ -17,6 +18,8 @@ pub struct AppState {
     pub store: EventStore,
     pub bus: CommandBus,
     pub auth: Auth,
+    /// Read-your-writes (`?min_position`): one watcher of the read models for every waiting read.
+    pub read_progress: ReadProgress,
 }
 
 impl FromRef<AppState> for Auth {

@@ -248,6 +248,16 @@ pub async fn backlog(
     })
 }
 
+/// The transaction of the event at `position` (None while there is none): its place in the log
+/// is `(tx, position)`.
+pub async fn tx_of(client: &impl GenericClient, position: i64) -> anyhow::Result<Option<i64>> {
+    let statement = client
+        .prepare_cached("select tx from events where position = $1")
+        .await?;
+    let row = client.query_opt(&statement, &[&position]).await?;
+    Ok(row.map(|r| r.get(0)))
+}
+
 /// Whether every projection named in `projections` has a checkpoint in the read side's
 /// `read.checkpoints` at or past the event at `position` (false while the event is unknown).
 /// The one statement here that joins a read-side table: comparing checkpoints with an event's

@@ -3,7 +3,7 @@
 
 use serde_json::{json, Value};
 
-use crate::support::{spawn_app, Reply, TestApp, HORIZON};
+use crate::support::{spawn_app, Api, Reply, TestApp, HORIZON};
 
 /// A running app with the projectors running beside it (as `plinth serve` runs them).
 pub async fn app() -> TestApp {
@@ -29,7 +29,7 @@ pub async fn run(app: &TestApp, token: &str, command_type: &str, data: Value) ->
 }
 
 /// `GET path` once the read models cover `position`.
-pub async fn read(app: &TestApp, token: &str, path: &str, position: i64) -> Reply {
+pub async fn read(app: &Api, token: &str, path: &str, position: i64) -> Reply {
     let sep = if path.contains('?') { '&' } else { '?' };
     app.get(token, &format!("{path}{sep}min_position={position}"))
         .await
@@ -563,6 +563,37 @@ async fn min_position_waits_for_the_projection_and_503s_past_the_bound() {
     assert_eq!(response.status().as_u16(), 503);
     assert!(response.headers().get("retry-after").is_some());
     assert!(started.elapsed() < std::time::Duration::from_secs(10));
+}
+
+/// Many more waiting reads than the pool has connections (16): they share one watcher of the
+/// checkpoints, none gives up, and every one answers once the projectors catch up.
+#[tokio::test]
+async fn two_hundred_reads_waiting_at_once_all_answer_when_the_projectors_catch_up() {
+    let app = spawn_app().await;
+    let admin = app.admin();
+    let (tenant, position) = run(&app, &admin, "CreateTenant", json!({"name": "awaited"})).await;
+    let reads: Vec<_> = (0..200)
+        .map(|_| {
+            let (api, admin, path) = (app.api(), admin.clone(), format!("/v1/tenants/{tenant}"));
+            tokio::spawn(async move { read(&api, &admin, &path, position).await })
+        })
+        .collect();
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    assert!(
+        reads.iter().all(|r| !r.is_finished()),
+        "no read may answer before the projectors applied the event"
+    );
+    // Commands are still served while the reads wait.
+    run(&app, &admin, "CreateTenant", json!({"name": "meanwhile"})).await;
+    tokio::spawn(plinth_projections::read::run_projectors(
+        app.db.pool.clone(),
+        std::future::pending(),
+    ));
+    for r in reads {
+        let reply = r.await.unwrap();
+        assert_eq!(reply.status, 200, "{reply:?}");
+        assert_eq!(reply.body["id"], tenant);
+    }
 }
 
 #[tokio::test]

@@ -21,6 +21,35 @@ use crate::settings::Settings;
 const SECRET: &str = "bench-secret";
 const ADMIN: &str = "bench-admin";
 
+/// `plinth bench read-model`: this measure alone.
+#[derive(Debug, clap::Args)]
+pub(crate) struct BenchReadModelArgs {
+    /// Server to create the (temporary) benchmark database on.
+    #[arg(
+        long,
+        env = "DATABASE_URL",
+        default_value = "postgres://postgres@127.0.0.1:5432/postgres"
+    )]
+    database_url: String,
+    /// Commands sent per second.
+    #[arg(long, default_value_t = 500)]
+    rate: u32,
+    /// Length of the run, in seconds.
+    #[arg(long, default_value_t = 20)]
+    seconds: u64,
+}
+
+pub(crate) async fn run(args: BenchReadModelArgs) -> anyhow::Result<()> {
+    let report = bench(&EndToEndOptions {
+        database_url: args.database_url,
+        commands_per_second: args.rate,
+        duration: Duration::from_secs(args.seconds),
+    })
+    .await?;
+    println!("{}", serde_json::to_string_pretty(&report)?);
+    Ok(())
+}
+
 #[derive(Debug, Clone)]
 pub(crate) struct EndToEndOptions {
     pub(crate) database_url: String,

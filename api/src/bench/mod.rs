@@ -25,6 +25,8 @@ pub(crate) enum BenchCommand {
     Relay(relay::BenchRelayArgs),
     /// Audit page latency (tenant subtree, actor, correlation id) and export throughput.
     Audit(audit::BenchAuditArgs),
+    /// Command to read model latency (`min_position` answered) at a steady rate.
+    ReadModel(end_to_end::BenchReadModelArgs),
     /// Every benchmark, end-to-end latency too, into one JSON report.
     All(all::BenchAllArgs),
 }
@@ -35,6 +37,7 @@ pub(crate) async fn run(command: BenchCommand) -> anyhow::Result<()> {
         BenchCommand::Rebuild(args) => rebuild::run(args).await,
         BenchCommand::Relay(args) => relay::run(args).await,
         BenchCommand::Audit(args) => audit::run(args).await,
+        BenchCommand::ReadModel(args) => end_to_end::run(args).await,
         BenchCommand::All(args) => all::run(args).await,
     }
 }

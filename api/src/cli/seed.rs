@@ -204,10 +204,7 @@ async fn bring_read_models_up_to(
     database_url: &str,
     last: i64,
 ) -> anyhow::Result<String> {
-    if read::wait_for_position(pool, last, Duration::ZERO)
-        .await
-        .is_ok()
-    {
+    if read::has_reached(pool, last).await? {
         return Ok("the running projectors kept up".into());
     }
     let bar = progress::rebuild_bar();
@@ -220,10 +217,7 @@ async fn bring_read_models_up_to(
         report.events,
         report.events_per_second()
     );
-    if read::wait_for_position(pool, last, Duration::ZERO)
-        .await
-        .is_ok()
-    {
+    if read::has_reached(pool, last).await? {
         return Ok(rebuilt);
     }
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
@@ -234,7 +228,9 @@ async fn bring_read_models_up_to(
     let projectors = tokio::spawn(read::run_projectors_with(pool.clone(), config, async {
         let _ = stopped.await;
     }));
-    let reached = read::wait_for_position(pool, last, Duration::from_secs(300)).await;
+    let reached = read::ReadProgress::start(pool.clone())
+        .wait_for(last, Duration::from_secs(300))
+        .await;
     let _ = stop.send(());
     projectors.await.context("the projectors panicked")??;
     reached.context("the read models did not catch up within 5 minutes")?;

@@ -4,8 +4,8 @@
 //! - [`run_projectors`] applies every [`Projection`] as events commit (LISTEN/NOTIFY plus a
 //!   fallback poll), each with its own checkpoint written in the same transaction as its rows,
 //!   each applied by one process at a time (advisory lock, with failover).
-//! - [`wait_for_position`] is read-your-writes: it waits until every projection has applied the
-//!   event at a position a command returned.
+//! - [`ReadProgress`] is read-your-writes: it waits until every projection has applied the
+//!   event at a position a command returned, one watcher per process for all waiting reads.
 //! - [`queries`] answers the API's reads, authorization included, in indexed lookups only (the
 //!   tenant tree is a materialized path: `docs/adr/0002-tenant-tree-read-model.md`).
 //! - [`rebuild`] rebuilds projections into fresh tables from the log and swaps them in
@@ -19,20 +19,20 @@
 
 mod lag;
 mod models;
+mod progress;
 mod projection;
 pub mod queries;
 mod rebuild;
 mod runner;
 
 pub use lag::{projection_lags, ProjectionLag};
+pub use progress::{has_reached, NotYet, ReadProgress, REFRESH_INTERVAL};
 pub use projection::{Projection, ProjectionSet};
 pub use rebuild::{
     rebuild, rebuild_as_of, rebuild_in_batches, RebuildProgress, RebuildReport, REBUILD_BATCH,
     REBUILD_SCHEMA,
 };
-pub use runner::{
-    run_projectors, run_projectors_with, wait_for_position, NotYet, RunnerConfig, CHANNEL,
-};
+pub use runner::{run_projectors, run_projectors_with, RunnerConfig, CHANNEL};
 
 #[cfg(test)]
 mod tests;

@@ -21,7 +21,7 @@ use anyhow::Context as _;
 use deadpool_postgres::Pool;
 
 use plinth_commands::follower::{Consumer, Follower, FollowerConfig, LockConnection, LockKey};
-use plinth_commands::{log, Checkpoint, StoredEvent};
+use plinth_commands::{Checkpoint, StoredEvent};
 
 use super::models::Changes;
 use super::projection::{Projection, ProjectionSet};
@@ -245,6 +245,7 @@ pub(crate) async fn catch_up(
     set: ProjectionSet,
     batch_size: i64,
 ) -> anyhow::Result<()> {
+    use plinth_commands::log;
     let names = set.names();
     client
         .execute(
@@ -308,61 +309,7 @@ async fn apply(
     )
     .await?;
     tx.commit().await?;
-    PROGRESS.notify_waiters();
+    super::progress::projected();
     metrics::counter!("plinth_projected_events_total").increment(changes.len() as u64);
     Ok(true)
-}
-
-/// The projections have not reached a position within the allowed wait.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("the read models have not reached position {position} yet")]
-pub struct NotYet {
-    pub position: i64,
-}
-
-/// Wakes the read-your-writes waiters of this process whenever one of its projectors commits,
-/// so that a read waiting for its command's position answers as soon as the projection covers
-/// it rather than at its next poll. Projectors of other processes on the same database are
-/// seen by the poll alone.
-static PROGRESS: tokio::sync::Notify = tokio::sync::Notify::const_new();
-
-/// Waits until every projection has applied the event at `position` (read-your-writes for a
-/// command that returned it), or `timeout` passes.
-pub async fn wait_for_position(
-    pool: &Pool,
-    position: i64,
-    timeout: Duration,
-) -> Result<(), NotYet> {
-    if position <= 0 {
-        return Ok(());
-    }
-    let deadline = Instant::now() + timeout;
-    let mut pause = Duration::from_millis(2);
-    let names = ProjectionSet::all().names();
-    loop {
-        // Registered before the check, so a commit between the check and the wait still wakes it.
-        let progressed = PROGRESS.notified();
-        tokio::pin!(progressed);
-        progressed.as_mut().enable();
-        let reached = async {
-            let client = pool.get().await?;
-            log::projections_reached(&client, &names, position).await
-        }
-        .await;
-        match reached {
-            Ok(true) => return Ok(()),
-            Ok(false) => {}
-            Err(e) => tracing::warn!(error = %e, "read-your-writes check failed"),
-        }
-        let now = Instant::now();
-        if now >= deadline {
-            return Err(NotYet { position });
-        }
-        tokio::select! {
-            _ = progressed => {}
-            _ = tokio::time::sleep(pause.min(deadline - now)) => {
-                pause = (pause * 2).min(Duration::from_millis(50));
-            }
-        }
-    }
 }

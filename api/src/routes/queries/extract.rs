@@ -171,7 +171,9 @@ impl FromRequestParts<AppState> for Read {
             if position < 0 {
                 return Err(ApiError::BadRequest("`min_position` must be ≥ 0".into()));
             }
-            plinth_projections::read::wait_for_position(&state.pool, position, MIN_POSITION_WAIT)
+            state
+                .read_progress
+                .wait_for(position, MIN_POSITION_WAIT)
                 .await
                 .map_err(|e| ApiError::Unavailable {
                     detail: format!("{e}; retry shortly"),
