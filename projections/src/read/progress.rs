@@ -211,9 +211,7 @@ async fn read_slowest(pool: &Pool) -> anyhow::Result<Option<Checkpoint>> {
 }
 
 /// The slowest projection's checkpoint, None while some projection has none.
-async fn slowest_checkpoint(
-    client: &impl GenericClient,
-) -> anyhow::Result<Option<Checkpoint>> {
+async fn slowest_checkpoint(client: &impl GenericClient) -> anyhow::Result<Option<Checkpoint>> {
     let names = ProjectionSet::all().names();
     // The count is over all the projection's rows (a window is computed before the limit).
     let row = client
@@ -224,12 +222,10 @@ async fn slowest_checkpoint(
             &[&names],
         )
         .await?;
-    Ok(row
-        .filter(|r| r.get::<_, bool>(2))
-        .map(|r| Checkpoint {
-            tx: r.get(0),
-            position: r.get(1),
-        }))
+    Ok(row.filter(|r| r.get::<_, bool>(2)).map(|r| Checkpoint {
+        tx: r.get(0),
+        position: r.get(1),
+    }))
 }
 
 #[cfg(test)]
@@ -255,7 +251,10 @@ mod tests {
             .await
             .unwrap();
         let row = client
-            .query_one("select tx, position from events order by position desc limit 1", &[])
+            .query_one(
+                "select tx, position from events order by position desc limit 1",
+                &[],
+            )
             .await
             .unwrap();
         let last = Checkpoint {
@@ -303,7 +302,10 @@ mod tests {
             })
             .collect();
         tokio::time::sleep(Duration::from_millis(100)).await;
-        assert!(readers.iter().all(|r| !r.is_finished()), "none may answer early");
+        assert!(
+            readers.iter().all(|r| !r.is_finished()),
+            "none may answer early"
+        );
         let moved = Instant::now();
         move_checkpoints(&pool, last).await;
         for reader in readers {
