@@ -28,13 +28,8 @@ pub(crate) struct BenchAllArgs {
     /// Draw the append figures (commands/s and p99 against clients) into this PNG file.
     #[arg(long)]
     plot: Option<PathBuf>,
-    /// Server to create the (temporary) benchmark databases on.
-    #[arg(
-        long,
-        env = "DATABASE_URL",
-        default_value = "postgres://postgres@127.0.0.1:5432/postgres"
-    )]
-    database_url: String,
+    #[command(flatten)]
+    pub(crate) server: super::ScratchServer,
     /// Kafka bootstrap servers for the relay runs (each on topics of a fresh prefix).
     #[arg(long, env = "PLINTH_KAFKA_BROKERS", default_value = "127.0.0.1:9092")]
     kafka_brokers: String,
@@ -133,12 +128,12 @@ pub(crate) async fn run(args: BenchAllArgs) -> anyhow::Result<()> {
     let sizes = Sizes::of(&args);
     let started = Instant::now();
     let step = |name: &str| eprintln!("\n== {name} ({:.0} s in)", started.elapsed().as_secs_f64());
-    let url = &args.database_url;
+    let url = &args.server.database_url;
 
     // First, so that its peak memory is its own and not another benchmark's.
     step("rebuild");
     let rebuilt = rebuild::bench(&rebuild::BenchRebuildArgs {
-        database_url: url.clone(),
+        server: args.server.clone(),
         events: sizes.events,
         tenants: sizes.tenants,
         resource_providers: sizes.resource_providers,
@@ -149,7 +144,7 @@ pub(crate) async fn run(args: BenchAllArgs) -> anyhow::Result<()> {
 
     step("access check");
     let access = rebuild::bench(&rebuild::BenchRebuildArgs {
-        database_url: url.clone(),
+        server: args.server.clone(),
         // Ten events per tenant: the synthetic log caps its tenants at a tenth of its events.
         events: sizes.access_tenants as u64 * 10,
         tenants: sizes.access_tenants,
@@ -163,7 +158,7 @@ pub(crate) async fn run(args: BenchAllArgs) -> anyhow::Result<()> {
 
     step("audit");
     let audited = audit::bench(&audit::BenchAuditArgs {
-        database_url: url.clone(),
+        server: args.server.clone(),
         events: sizes.events,
         tenants: sizes.tenants,
         samples: sizes.samples,

@@ -23,13 +23,8 @@ use crate::settings::Settings;
 
 #[derive(Debug, clap::Args)]
 pub(crate) struct BenchAppendArgs {
-    /// Server to create the (temporary) benchmark database on.
-    #[arg(
-        long,
-        env = "DATABASE_URL",
-        default_value = "postgres://postgres@127.0.0.1:5432/postgres"
-    )]
-    database_url: String,
+    #[command(flatten)]
+    pub(crate) server: super::ScratchServer,
     /// Concurrent clients, one phase each.
     #[arg(long, value_delimiter = ',', default_value = "1,8,32")]
     clients: Vec<usize>,
@@ -102,7 +97,7 @@ const ADMIN: &str = "bench-admin";
 
 pub(crate) async fn run(args: BenchAppendArgs) -> anyhow::Result<()> {
     let rows = bench(&AppendOptions {
-        database_url: args.database_url,
+        database_url: args.server.database_url,
         clients: args.clients,
         phase: Duration::from_secs(args.seconds),
         writers: args.writers,

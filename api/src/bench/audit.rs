@@ -25,13 +25,8 @@ const PAGE: i64 = 100;
 
 #[derive(Debug, clap::Args)]
 pub(crate) struct BenchAuditArgs {
-    /// Server to create the benchmark database on.
-    #[arg(
-        long,
-        env = "DATABASE_URL",
-        default_value = "postgres://postgres@127.0.0.1:5432/postgres"
-    )]
-    pub(crate) database_url: String,
+    #[command(flatten)]
+    pub(crate) server: super::ScratchServer,
     /// Events in the synthetic log.
     #[arg(long, default_value_t = 1_000_000)]
     pub(crate) events: u64,
@@ -114,7 +109,7 @@ pub(crate) async fn run(args: BenchAuditArgs) -> anyhow::Result<()> {
 
 /// Writes, projects and times on a throwaway database; returns the figures.
 pub(crate) async fn bench(args: &BenchAuditArgs) -> anyhow::Result<AuditReport> {
-    let db = ScratchDatabase::create(&args.database_url, "plinth_bench_audit").await?;
+    let db = ScratchDatabase::create(&args.server.database_url, "plinth_bench_audit").await?;
     let result = measure(&db, args).await;
     db.drop().await?;
     result

@@ -24,13 +24,8 @@ const ADMIN: &str = "bench-admin";
 /// `plinth bench read-model`: this measure alone.
 #[derive(Debug, clap::Args)]
 pub(crate) struct BenchReadModelArgs {
-    /// Server to create the (temporary) benchmark database on.
-    #[arg(
-        long,
-        env = "DATABASE_URL",
-        default_value = "postgres://postgres@127.0.0.1:5432/postgres"
-    )]
-    database_url: String,
+    #[command(flatten)]
+    pub(crate) server: super::ScratchServer,
     /// Commands sent per second.
     #[arg(long, default_value_t = 500)]
     rate: u32,
@@ -41,7 +36,7 @@ pub(crate) struct BenchReadModelArgs {
 
 pub(crate) async fn run(args: BenchReadModelArgs) -> anyhow::Result<()> {
     let report = bench(&EndToEndOptions {
-        database_url: args.database_url,
+        database_url: args.server.database_url,
         commands_per_second: args.rate,
         duration: Duration::from_secs(args.seconds),
     })

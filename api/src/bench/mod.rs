@@ -15,6 +15,23 @@ mod relay;
 mod report;
 mod server;
 
+/// The PostgreSQL server every benchmark creates its (temporary) databases on.
+#[derive(Debug, Clone, clap::Args)]
+pub(crate) struct ScratchServer {
+    /// Server to create the (temporary) benchmark databases on.
+    #[arg(
+        long,
+        env = "DATABASE_URL",
+        default_value = ScratchServer::LOCAL
+    )]
+    pub(crate) database_url: String,
+}
+
+impl ScratchServer {
+    /// The local server of a development machine.
+    pub(crate) const LOCAL: &str = "postgres://postgres@127.0.0.1:5432/postgres";
+}
+
 #[derive(Debug, clap::Subcommand)]
 pub(crate) enum BenchCommand {
     /// HTTP command throughput vs raw one-transaction-per-event inserts.

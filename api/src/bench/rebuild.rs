@@ -17,13 +17,8 @@ use crate::cli::progress;
 
 #[derive(Debug, clap::Args)]
 pub(crate) struct BenchRebuildArgs {
-    /// Server to create the benchmark database on.
-    #[arg(
-        long,
-        env = "DATABASE_URL",
-        default_value = "postgres://postgres@127.0.0.1:5432/postgres"
-    )]
-    pub(crate) database_url: String,
+    #[command(flatten)]
+    pub(crate) server: super::ScratchServer,
     /// Events in the log to rebuild from.
     #[arg(long, default_value_t = 1_000_000)]
     pub(crate) events: u64,
@@ -89,7 +84,7 @@ pub(crate) async fn run(args: BenchRebuildArgs) -> anyhow::Result<()> {
 
 /// Writes the log, rebuilds and checks on a throwaway database; returns the figures.
 pub(crate) async fn bench(args: &BenchRebuildArgs) -> anyhow::Result<RebuildReport> {
-    let db = ScratchDatabase::create(&args.database_url, "plinth_bench_rebuild").await?;
+    let db = ScratchDatabase::create(&args.server.database_url, "plinth_bench_rebuild").await?;
     let result = async {
         let pool = db.migrated_pool(8).await?;
         eprintln!(

@@ -25,13 +25,8 @@ use plinth_test_support::{seed_log, ScratchDatabase};
 
 #[derive(Debug, clap::Args)]
 pub(crate) struct BenchRelayArgs {
-    /// Server to create the benchmark database on.
-    #[arg(
-        long,
-        env = "DATABASE_URL",
-        default_value = "postgres://postgres@127.0.0.1:5432/postgres"
-    )]
-    pub(crate) database_url: String,
+    #[command(flatten)]
+    pub(crate) server: super::ScratchServer,
     #[arg(long, env = "PLINTH_KAFKA_BROKERS", default_value = "127.0.0.1:9092")]
     pub(crate) kafka_brokers: String,
     /// Events in the log to relay.
@@ -67,7 +62,7 @@ pub(crate) struct BenchOptions {
 impl Default for BenchOptions {
     fn default() -> Self {
         Self {
-            database_url: "postgres://postgres@127.0.0.1:5432/postgres".to_owned(),
+            database_url: super::ScratchServer::LOCAL.to_owned(),
             brokers: "127.0.0.1:9092".to_owned(),
             events: 1_000_000,
             commands_per_second: 500,
@@ -142,7 +137,7 @@ impl fmt::Display for BenchReport {
 /// `plinth bench relay`.
 pub(crate) async fn run(args: BenchRelayArgs) -> anyhow::Result<()> {
     let report = bench(BenchOptions {
-        database_url: args.database_url,
+        database_url: args.server.database_url,
         brokers: args.kafka_brokers,
         events: args.events,
         commands_per_second: args.rate,
