@@ -26,7 +26,7 @@ mod rebuild;
 mod runner;
 
 pub use lag::{projection_lags, ProjectionLag};
-pub use progress::{has_reached, NotYet, ReadProgress, REFRESH_INTERVAL};
+pub use progress::{has_reached, NotYet, ReadProgress};
 pub use projection::{Projection, ProjectionSet};
 pub use rebuild::{
     rebuild, rebuild_as_of, rebuild_in_batches, RebuildProgress, RebuildReport, REBUILD_BATCH,

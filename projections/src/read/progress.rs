@@ -33,7 +33,7 @@ use super::projection::ProjectionSet;
 
 /// How often the refresher reads the checkpoints while anyone waits, for projectors of other
 /// processes (this process's own wake it at once).
-pub const REFRESH_INTERVAL: Duration = Duration::from_millis(10);
+const REFRESH_INTERVAL: Duration = Duration::from_millis(10);
 
 /// Wakes every [`ReadProgress`] of this process whenever one of its projectors commits.
 static PROJECTED: Notify = Notify::const_new();
