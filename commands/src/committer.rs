@@ -163,23 +163,26 @@ fn fill(rx: &mut mpsc::Receiver<Job>, jobs: &mut Vec<Job>) {
 
 async fn run_jobs(pool: &Pool, caches: &Caches, jobs: Vec<Job>) {
     metrics::histogram!("plinth_commit_batch_size").record(jobs.len() as f64);
-    if jobs.len() > 1 {
-        let subs: Vec<Submission> = jobs.iter().map(|j| j.submission.clone()).collect();
+    let (subs, replies): (Vec<Submission>, Vec<oneshot::Sender<Processed>>) = jobs
+        .into_iter()
+        .map(|job| (job.submission, job.reply))
+        .unzip();
+    if subs.len() > 1 {
         match run_once(pool, caches, &subs).await {
             Ok(results) => {
-                for (job, result) in jobs.into_iter().zip(results) {
-                    let _ = job.reply.send(result);
+                for (reply, result) in replies.into_iter().zip(results) {
+                    let _ = reply.send(result);
                 }
                 return;
             }
             Err(e) => {
-                tracing::debug!(error = %e, size = jobs.len(), "batch failed; running its commands alone")
+                tracing::debug!(error = %e, size = subs.len(), "batch failed; running its commands alone")
             }
         }
     }
-    for job in jobs {
-        let result = run_alone(pool, caches, &job.submission).await;
-        let _ = job.reply.send(result);
+    for (sub, reply) in subs.iter().zip(replies) {
+        let result = run_alone(pool, caches, sub).await;
+        let _ = reply.send(result);
     }
 }
 

@@ -1,6 +1,7 @@
 //! `plinth bench append`: HTTP command throughput beside a baseline measured in the same run:
 //! raw tokio-postgres inserts of the same event rows, one transaction per event, on as many
-//! connections as there are clients. The ratio is what the target is stated in. Each phase also
+//! connections as there are clients, the two taking turns in rounds. The ratio is what the
+//! target is stated in. Each phase also
 //! reports latency and CPU per command: the server's (its runtime's threads, apart from the
 //! HTTP client) and PostgreSQL's, which tells whether the database or Plinth is the cost.
 
@@ -16,7 +17,7 @@ use tokio_postgres::NoTls;
 
 use plinth_test_support::ScratchDatabase;
 
-use super::cpu::CpuSample;
+use super::cpu::{CpuSample, CpuSpent};
 use super::load_client::{encode_post, KeepAliveConnection};
 use super::server::{Server, SERVER_THREADS};
 use crate::settings::Settings;
@@ -28,7 +29,8 @@ pub(crate) struct BenchAppendArgs {
     /// Concurrent clients, one phase each.
     #[arg(long, value_delimiter = ',', default_value = "1,8,32")]
     clients: Vec<usize>,
-    /// Seconds per phase.
+    /// Seconds per phase (Plinth's, and the baseline's), each run as rounds alternating with
+    /// the other's.
     #[arg(long, default_value_t = 5)]
     seconds: u64,
     /// Group-commit writers of the server under test.
@@ -93,6 +95,8 @@ pub(crate) struct AppendRow {
 }
 
 const SECRET: &str = "bench-secret";
+/// Rounds each phase is split into, the baseline's and Plinth's alternating.
+const ROUNDS: u32 = 3;
 const ADMIN: &str = "bench-admin";
 
 pub(crate) async fn run(args: BenchAppendArgs) -> anyhow::Result<()> {
@@ -154,6 +158,22 @@ struct Phase {
 }
 
 impl Phase {
+    fn empty() -> anyhow::Result<Self> {
+        Ok(Self {
+            done: 0,
+            elapsed: Duration::ZERO,
+            latency: histogram()?,
+        })
+    }
+
+    /// Adds another round of the same phase.
+    fn absorb(&mut self, round: Phase) -> anyhow::Result<()> {
+        self.done += round.done;
+        self.elapsed += round.elapsed;
+        self.latency.add(&round.latency)?;
+        Ok(())
+    }
+
     fn per_second(&self) -> f64 {
         self.done as f64 / self.elapsed.as_secs_f64()
     }
@@ -248,25 +268,35 @@ async fn measure(
     let baseline_conns = connect_many(url, max_clients).await?;
     let mut rows = Vec::new();
     for &clients in &options.clients {
-        let before = CpuSample::now(SERVER_THREADS, database);
-        let baseline = run_baseline(&baseline_conns[..clients], options.phase).await?;
-        let baseline_cpu =
-            before.per_command(&CpuSample::now(SERVER_THREADS, database), baseline.done);
-        let at = last_position(&baseline_conns[0]).await?;
-        let before = CpuSample::now(SERVER_THREADS, database);
         let target = Target {
             address: server.address,
             token: &token,
         };
-        let plinth = match options.load_client {
-            LoadClient::KeepAlive => {
-                run_keep_alive(&target, &tenants[..clients], options.phase).await?
-            }
-            LoadClient::Reqwest => {
-                run_http(&http, &base, &token, &tenants[..clients], options.phase).await?
-            }
-        };
-        let cpu = before.per_command(&CpuSample::now(SERVER_THREADS, database), plinth.done);
+        let at = last_position(&baseline_conns[0]).await?;
+        // The baseline and Plinth take turns, a round each at a time, so that both sample the
+        // same stretches of a machine whose speed drifts (its disk's flush latency above all):
+        // one long phase each let the ratio of two runs differ by half.
+        let round = options.phase / ROUNDS;
+        let (mut baseline, mut plinth) = (Phase::empty()?, Phase::empty()?);
+        let (mut baseline_spent, mut plinth_spent) = (CpuSpent::default(), CpuSpent::default());
+        for _ in 0..ROUNDS {
+            let before = CpuSample::now(SERVER_THREADS, database);
+            baseline.absorb(run_baseline(&baseline_conns[..clients], round).await?)?;
+            let between = CpuSample::now(SERVER_THREADS, database);
+            baseline_spent.add(&before, &between);
+            let phase = match options.load_client {
+                LoadClient::KeepAlive => {
+                    run_keep_alive(&target, &tenants[..clients], round).await?
+                }
+                LoadClient::Reqwest => {
+                    run_http(&http, &base, &token, &tenants[..clients], round).await?
+                }
+            };
+            plinth.absorb(phase)?;
+            plinth_spent.add(&between, &CpuSample::now(SERVER_THREADS, database));
+        }
+        let baseline_cpu = baseline_spent.per_command(baseline.done);
+        let cpu = plinth_spent.per_command(plinth.done);
         let per_commit = events_per_transaction(&baseline_conns[0], at).await?;
         let row = AppendRow {
             clients,

@@ -43,18 +43,37 @@ impl CpuSample {
             machine: MachineTicks::now(),
         }
     }
+}
 
-    /// CPU per command from `self` to `later`.
-    pub(crate) fn per_command(&self, later: &CpuSample, commands: u64) -> CpuPerCommand {
-        let per = |before: Duration, after: Duration| {
-            after.saturating_sub(before).as_secs_f64() * 1e6 / commands.max(1) as f64
-        };
-        let server_us = per(self.server, later.server);
+/// CPU summed over several stretches of time: the rounds of one phase, which alternate with
+/// the rounds of another.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct CpuSpent {
+    server: Duration,
+    process: Duration,
+    postgres: Duration,
+    machine: MachineTicks,
+}
+
+impl CpuSpent {
+    /// Adds what was spent from `from` to `to`.
+    pub(crate) fn add(&mut self, from: &CpuSample, to: &CpuSample) {
+        self.server += to.server.saturating_sub(from.server);
+        self.process += to.process.saturating_sub(from.process);
+        self.postgres += to.postgres.saturating_sub(from.postgres);
+        self.machine.busy += to.machine.busy.saturating_sub(from.machine.busy);
+        self.machine.idle += to.machine.idle.saturating_sub(from.machine.idle);
+    }
+
+    /// What was spent, per command.
+    pub(crate) fn per_command(&self, commands: u64) -> CpuPerCommand {
+        let per = |spent: Duration| spent.as_secs_f64() * 1e6 / commands.max(1) as f64;
+        let server_us = per(self.server);
         CpuPerCommand {
             server_us,
-            client_us: (per(self.process, later.process) - server_us).max(0.0),
-            postgres_us: per(self.postgres, later.postgres),
-            machine_busy: self.machine.busy_until(&later.machine),
+            client_us: (per(self.process) - server_us).max(0.0),
+            postgres_us: per(self.postgres),
+            machine_busy: MachineTicks::default().busy_until(&self.machine),
         }
     }
 }
@@ -191,6 +210,25 @@ fn postgres_cpu(database: &str) -> Duration {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn cpu_spent_sums_the_stretches_it_is_given_and_nothing_between() {
+        let at = |server_ms: u64, busy: u64, idle: u64| CpuSample {
+            server: Duration::from_millis(server_ms),
+            process: Duration::from_millis(server_ms * 2),
+            postgres: Duration::from_millis(server_ms * 3),
+            machine: MachineTicks { busy, idle },
+        };
+        let mut spent = CpuSpent::default();
+        spent.add(&at(0, 0, 0), &at(10, 30, 10));
+        // Between the two stretches another phase ran: none of it may count.
+        spent.add(&at(500, 900, 900), &at(510, 910, 950));
+        let per = spent.per_command(20);
+        assert!((per.server_us - 1_000.0).abs() < 1e-9);
+        assert!((per.client_us - 1_000.0).abs() < 1e-9);
+        assert!((per.postgres_us - 3_000.0).abs() < 1e-9);
+        assert!((per.machine_busy - 0.4).abs() < 1e-9);
+    }
 
     #[test]
     fn stat_ticks_counts_from_the_last_parenthesis() {
