@@ -128,21 +128,15 @@ async fn handle(
     } else {
         envelope.data
     };
-    // Canonical form (keys sorted) so that the same request always hashes the same.
-    let canonical = serde_json::json!({
-        "type": envelope.command_type,
-        "data": data,
-        "expected_version": envelope.expected_version,
+    let idempotency = idempotency_key(headers)?.map(|key| IdempotencyKey {
+        key,
+        request_hash: request_hash(&envelope.command_type, &data, envelope.expected_version),
     });
     let command = Command::parse(&envelope.command_type, data).map_err(|e| {
         ApiError::BadRequest(format!("invalid {} command: {e}", envelope.command_type))
     })?;
     *command_type = command.command_type();
 
-    let idempotency = idempotency_key(headers)?.map(|key| IdempotencyKey {
-        key,
-        request_hash: Sha256::digest(canonical.to_string().as_bytes()).to_vec(),
-    });
     let command_id = Uuid::now_v7();
     let submission = Submission {
         actor: caller.actor,
@@ -166,6 +160,22 @@ async fn handle(
         StatusCode::CREATED
     };
     Ok((status, outcome))
+}
+
+/// The hash an idempotency key is stored with: of the request's canonical form (keys sorted),
+/// so that the same request always hashes the same, in every release (keys outlive them).
+/// Computed only for requests that carry a key.
+fn request_hash(
+    command_type: &str,
+    data: &serde_json::Value,
+    expected_version: Option<i64>,
+) -> Vec<u8> {
+    let canonical = serde_json::json!({
+        "type": command_type,
+        "data": data,
+        "expected_version": expected_version,
+    });
+    Sha256::digest(canonical.to_string().as_bytes()).to_vec()
 }
 
 /// How many dependents a refused delete names.
@@ -210,4 +220,28 @@ fn uuid_header(headers: &HeaderMap, name: &str) -> Result<Option<Uuid>, ApiError
 
 fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
     text_header(headers, "idempotency-key", 255)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_requests_hash_is_the_one_stored_keys_were_made_with() {
+        // sha256 of `{"data":{"name":"Nicole Corp"},"expected_version":null,"type":"CreateTenant"}`:
+        // a key stored by an earlier release must still match its own retry.
+        let hash = request_hash(
+            "CreateTenant",
+            &serde_json::json!({"name": "Nicole Corp"}),
+            None,
+        );
+        assert_eq!(
+            hex(&hash),
+            "19123af66288592a4fdc55ee22ab97b80e60a1584e94033f2c81a92fc9849636"
+        );
+    }
+
+    fn hex(bytes: &[u8]) -> String {
+        bytes.iter().map(|b| format!("{b:02x}")).collect()
+    }
 }
