@@ -1,9 +1,9 @@
 //! `plinth bench append`: HTTP command throughput beside a baseline measured in the same run:
 //! raw tokio-postgres inserts of the same event rows, one transaction per event, on as many
 //! connections as there are clients, the two taking turns in rounds. The ratio is what the
-//! target is stated in. Each phase also
-//! reports latency and CPU per command: the server's (its runtime's threads, apart from the
-//! HTTP client) and PostgreSQL's, which tells whether the database or Plinth is the cost.
+//! target is stated in. Each phase also reports latency and CPU per command: the server's (its
+//! runtime's threads, apart from the HTTP client) and PostgreSQL's, which tells whether the
+//! database or Plinth is the cost.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -95,9 +95,9 @@ pub(crate) struct AppendRow {
 }
 
 const SECRET: &str = "bench-secret";
+const ADMIN: &str = "bench-admin";
 /// Rounds each phase is split into, the baseline's and Plinth's alternating.
 const ROUNDS: u32 = 3;
-const ADMIN: &str = "bench-admin";
 
 pub(crate) async fn run(args: BenchAppendArgs) -> anyhow::Result<()> {
     let rows = bench(&AppendOptions {

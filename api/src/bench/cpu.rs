@@ -73,7 +73,7 @@ impl CpuSpent {
             server_us,
             client_us: (per(self.process) - server_us).max(0.0),
             postgres_us: per(self.postgres),
-            machine_busy: MachineTicks::default().busy_until(&self.machine),
+            machine_busy: self.machine.busy_share(),
         }
     }
 }
@@ -111,9 +111,9 @@ impl MachineTicks {
         })
     }
 
-    fn busy_until(&self, later: &Self) -> f64 {
-        let busy = later.busy.saturating_sub(self.busy) as f64;
-        let idle = later.idle.saturating_sub(self.idle) as f64;
+    /// The busy share of these ticks, 0–1 (0 when there are none).
+    fn busy_share(&self) -> f64 {
+        let (busy, idle) = (self.busy as f64, self.idle as f64);
         if busy + idle == 0.0 {
             0.0
         } else {
@@ -242,7 +242,11 @@ mod tests {
         let before = MachineTicks::parse(line).unwrap();
         assert_eq!((before.busy, before.idle), (131, 310));
         let later = MachineTicks::parse("cpu  200 5 20 400 10 1 2 3 0 0").unwrap();
-        assert!((before.busy_until(&later) - 0.5).abs() < 1e-9);
+        let between = MachineTicks {
+            busy: later.busy - before.busy,
+            idle: later.idle - before.idle,
+        };
+        assert!((between.busy_share() - 0.5).abs() < 1e-9);
         assert!(MachineTicks::parse("cpu0 1 2 3 4 5 6 7 8").is_none());
     }
 
