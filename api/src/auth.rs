@@ -37,14 +37,17 @@ pub struct Claims {
 #[derive(Clone)]
 pub struct Verifier {
     hs256: Option<DecodingKey>,
-    jwks: Option<Arc<JwkSet>>,
+    jwks: Option<Arc<JwksKeys>>,
 }
+
+/// The keys of a JWKS file by `kid`, decoded once at start rather than on every request.
+pub type JwksKeys = HashMap<String, DecodingKey>;
 
 impl std::fmt::Debug for Verifier {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Verifier")
             .field("hs256", &self.hs256.is_some())
-            .field("jwks_keys", &self.jwks.as_ref().map(|j| j.keys.len()))
+            .field("jwks_keys", &self.jwks.as_ref().map(|keys| keys.len()))
             .finish()
     }
 }
@@ -67,35 +70,33 @@ impl Verifier {
         let (key, alg) = match header.alg {
             Algorithm::HS256 => (
                 self.hs256
-                    .clone()
+                    .as_ref()
                     .ok_or("HS256 tokens are not accepted here")?,
                 Algorithm::HS256,
             ),
             alg @ (Algorithm::RS256 | Algorithm::ES256) => {
-                let jwks = self.jwks.as_ref().ok_or("no JWKS is configured")?;
+                let keys = self.jwks.as_ref().ok_or("no JWKS is configured")?;
                 let kid = header.kid.as_deref().ok_or("token has no `kid`")?;
-                let jwk = jwks
-                    .find(kid)
+                let key = keys
+                    .get(kid)
                     .ok_or_else(|| format!("unknown key id `{kid}`"))?;
-                (
-                    DecodingKey::from_jwk(jwk).map_err(|e| format!("unusable key `{kid}`: {e}"))?,
-                    alg,
-                )
+                (key, alg)
             }
             other => return Err(format!("algorithm {other:?} is not accepted")),
         };
         let mut validation = Validation::new(alg);
         validation.validate_aud = false;
         validation.set_required_spec_claims(&["exp", "sub"]);
-        decode::<Claims>(token, &key, &validation)
+        decode::<Claims>(token, key, &validation)
             .map(|d| d.claims)
             .map_err(|e| format!("invalid token: {e}"))
     }
 }
 
 /// Reads the JWKS file: readable, a JWKS document, with at least one key, each with a `kid`
-/// (tokens name their key by it) and usable for verifying.
-pub fn read_jwks(path: &std::path::Path) -> anyhow::Result<JwkSet> {
+/// (tokens name their key by it) and usable for verifying. Of two keys with one `kid`, the
+/// first counts.
+pub fn read_jwks(path: &std::path::Path) -> anyhow::Result<JwksKeys> {
     let shown = path.display();
     let text = std::fs::read_to_string(path)
         .with_context(|| format!("PLINTH_JWKS_FILE {shown} cannot be read"))?;
@@ -104,16 +105,18 @@ pub fn read_jwks(path: &std::path::Path) -> anyhow::Result<JwkSet> {
     if jwks.keys.is_empty() {
         anyhow::bail!("PLINTH_JWKS_FILE {shown} holds no key");
     }
+    let mut keys = JwksKeys::new();
     for (n, jwk) in jwks.keys.iter().enumerate() {
         let kid = jwk
             .common
             .key_id
             .as_deref()
             .with_context(|| format!("PLINTH_JWKS_FILE {shown}: key {n} has no `kid`"))?;
-        DecodingKey::from_jwk(jwk)
+        let key = DecodingKey::from_jwk(jwk)
             .with_context(|| format!("PLINTH_JWKS_FILE {shown}: key `{kid}` is unusable"))?;
+        keys.entry(kid.to_owned()).or_insert(key);
     }
-    Ok(jwks)
+    Ok(keys)
 }
 
 /// Mints a development token (HS256) for `subject`, valid for `ttl_secs`.

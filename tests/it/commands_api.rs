@@ -91,6 +91,21 @@ async fn es256_tokens_verify_against_the_jwks_file() {
     assert_eq!(me.status(), 200);
     let body: serde_json::Value = me.json().await.unwrap();
     assert_eq!(body["issuer"], "https://idp.example");
+    // A key id the JWKS does not hold names no key, even with a good signature.
+    header.kid = Some("not-in-the-jwks".into());
+    let unknown_kid = jsonwebtoken::encode(
+        &header,
+        &claims,
+        &jsonwebtoken::EncodingKey::from_ec_pem(&pem).unwrap(),
+    )
+    .unwrap();
+    let refused = http
+        .get(format!("http://{}/v1/me", running.address))
+        .bearer_auth(&unknown_kid)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refused.status(), 401);
     // HS256 is off when only a JWKS is configured.
     let dev = plinth_api::auth::mint_dev_token("unused", "x", 60).unwrap();
     let denied = http
