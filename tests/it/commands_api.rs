@@ -72,49 +72,29 @@ async fn es256_tokens_verify_against_the_jwks_file() {
     settings.jwks_file = Some(fixtures.join("jwks.json"));
     let running = plinth_api::app::spawn(settings).await.unwrap();
     let pem = std::fs::read(fixtures.join("es256-private.pem")).unwrap();
-    let mut header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::ES256);
-    header.kid = Some("test-es256".into());
     let claims = json!({"sub": "svc-lb", "iss": "https://idp.example", "exp": chrono::Utc::now().timestamp() + 600});
-    let token = jsonwebtoken::encode(
-        &header,
-        &claims,
-        &jsonwebtoken::EncodingKey::from_ec_pem(&pem).unwrap(),
-    )
-    .unwrap();
+    let signed_es256 = |kid: &str| {
+        let mut header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::ES256);
+        header.kid = Some(kid.into());
+        let key = jsonwebtoken::EncodingKey::from_ec_pem(&pem).unwrap();
+        jsonwebtoken::encode(&header, &claims, &key).unwrap()
+    };
     let http = reqwest::Client::new();
-    let me = http
-        .get(format!("http://{}/v1/me", running.address))
-        .bearer_auth(&token)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(me.status(), 200);
-    let body: serde_json::Value = me.json().await.unwrap();
+    let me = |token: String| {
+        http.get(format!("http://{}/v1/me", running.address))
+            .bearer_auth(token)
+            .send()
+    };
+    let accepted = me(signed_es256("test-es256")).await.unwrap();
+    assert_eq!(accepted.status(), 200);
+    let body: serde_json::Value = accepted.json().await.unwrap();
     assert_eq!(body["issuer"], "https://idp.example");
     // A key id the JWKS does not hold names no key, even with a good signature.
-    header.kid = Some("not-in-the-jwks".into());
-    let unknown_kid = jsonwebtoken::encode(
-        &header,
-        &claims,
-        &jsonwebtoken::EncodingKey::from_ec_pem(&pem).unwrap(),
-    )
-    .unwrap();
-    let refused = http
-        .get(format!("http://{}/v1/me", running.address))
-        .bearer_auth(&unknown_kid)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(refused.status(), 401);
+    let unknown_kid = me(signed_es256("not-in-the-jwks")).await.unwrap();
+    assert_eq!(unknown_kid.status(), 401);
     // HS256 is off when only a JWKS is configured.
     let dev = plinth_api::auth::mint_dev_token("unused", "x", 60).unwrap();
-    let denied = http
-        .get(format!("http://{}/v1/me", running.address))
-        .bearer_auth(&dev)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(denied.status(), 401);
+    assert_eq!(me(dev).await.unwrap().status(), 401);
 }
 
 #[tokio::test]
