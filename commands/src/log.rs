@@ -38,7 +38,7 @@ const SETTLED: &str = "tx < pg_snapshot_xmin(pg_current_snapshot())::text::bigin
 /// The log's order, for `order by`.
 const ORDER: &str = "tx, position";
 
-/// The columns [`stored_event`] reads.
+/// The columns [`stored_event`] reads, in the order it reads them by index.
 pub(crate) const STORED_COLUMNS: &str =
     "position, tx, event_id, stream_id, stream_version, event_type, \
      schema_version, data::text as data, metadata::text as metadata, recorded_at, hash";
@@ -50,22 +50,24 @@ static TAIL: LazyLock<String> = LazyLock::new(|| {
     )
 });
 
-/// Reads `StoredEvent`s from rows selected with [`STORED_COLUMNS`].
+/// Reads `StoredEvent`s from rows selected with [`STORED_COLUMNS`]. By index, not by name:
+/// a name is found by comparing it with each column's, which was a visible share of the relay's
+/// CPU at 100,000 rows a second; the unit test below ties the indexes to the list.
 pub(crate) fn stored_event(row: &Row) -> anyhow::Result<StoredEvent> {
-    let metadata: String = row.get("metadata");
-    let metadata: EventMetadata = serde_json::from_str(&metadata).context("bad event metadata")?;
+    let metadata: EventMetadata =
+        serde_json::from_str(row.get::<_, &str>(8)).context("bad event metadata")?;
     Ok(StoredEvent {
-        position: row.get("position"),
-        tx: row.get("tx"),
-        event_id: row.get("event_id"),
-        stream_id: row.get("stream_id"),
-        stream_version: row.get("stream_version"),
-        event_type: row.get("event_type"),
-        schema_version: row.get("schema_version"),
-        data: row.get("data"),
+        position: row.get(0),
+        tx: row.get(1),
+        event_id: row.get(2),
+        stream_id: row.get(3),
+        stream_version: row.get(4),
+        event_type: row.get(5),
+        schema_version: row.get(6),
+        data: row.get(7),
         metadata,
-        recorded_at: row.get("recorded_at"),
-        hash: row.get("hash"),
+        recorded_at: row.get(9),
+        hash: row.get(10),
     })
 }
 
@@ -540,4 +542,34 @@ pub async fn last_position_recorded_by(
         )
         .await?;
     Ok(row.get(0))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::STORED_COLUMNS;
+
+    /// [`super::stored_event`] reads by index: each index must name the column it expects.
+    #[test]
+    fn stored_columns_are_in_the_order_stored_event_reads_them() {
+        let names: Vec<&str> = STORED_COLUMNS
+            .split(',')
+            .map(|c| c.split_whitespace().last().expect("a column"))
+            .collect();
+        assert_eq!(
+            names,
+            [
+                "position",
+                "tx",
+                "event_id",
+                "stream_id",
+                "stream_version",
+                "event_type",
+                "schema_version",
+                "data",
+                "metadata",
+                "recorded_at",
+                "hash"
+            ]
+        );
+    }
 }
