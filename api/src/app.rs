@@ -23,7 +23,7 @@ use crate::error::problem;
 use crate::request_context;
 use crate::routes;
 use crate::settings::Settings;
-use crate::state::AppState;
+use crate::state::{AppParts, AppState};
 
 /// Request bodies above this are refused with 413.
 pub const BODY_LIMIT: usize = 1024 * 1024;
@@ -47,7 +47,7 @@ pub async fn build_state(settings: Settings) -> anyhow::Result<AppState> {
     )?;
     let settings = Arc::new(settings);
     let store = EventStore::new(pool.clone());
-    Ok(AppState {
+    Ok(AppState::new(AppParts {
         bus: CommandBus::start_with(pool.clone(), settings.writers, settings.write_cache_states),
         auth: Auth {
             verifier,
@@ -59,7 +59,7 @@ pub async fn build_state(settings: Settings) -> anyhow::Result<AppState> {
         settings,
         read_progress: plinth_projections::read::ReadProgress::start(pool.clone()),
         pool,
-    })
+    }))
 }
 
 /// Every route, each with its OpenAPI operation (`#[utoipa::path]` on the handler): `routes!`

@@ -36,7 +36,8 @@ pub struct Claims {
 /// Checks tokens. Holds keys only; never logs them.
 #[derive(Clone)]
 pub struct Verifier {
-    hs256: Option<DecodingKey>,
+    // Shared, not copied: the state that holds the verifier is cloned for every request.
+    hs256: Option<Arc<DecodingKey>>,
     jwks: Option<Arc<JwksKeys>>,
 }
 
@@ -59,7 +60,7 @@ impl Verifier {
             None => None,
         };
         Ok(Self {
-            hs256: secret.map(|s| DecodingKey::from_secret(s.as_bytes())),
+            hs256: secret.map(|s| Arc::new(DecodingKey::from_secret(s.as_bytes()))),
             jwks,
         })
     }
@@ -70,7 +71,7 @@ impl Verifier {
         let (key, alg) = match header.alg {
             Algorithm::HS256 => (
                 self.hs256
-                    .as_ref()
+                    .as_deref()
                     .ok_or("HS256 tokens are not accepted here")?,
                 Algorithm::HS256,
             ),

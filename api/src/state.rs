@@ -11,8 +11,14 @@ use plinth_projections::read::ReadProgress;
 use crate::auth::Auth;
 use crate::settings::Settings;
 
+/// Cheap to clone (one reference count): axum clones the state for every request, several
+/// times over its layers and extractors.
 #[derive(Debug, Clone)]
-pub struct AppState {
+pub struct AppState(Arc<AppParts>);
+
+/// The parts of [`AppState`], reached through it by `Deref`.
+#[derive(Debug)]
+pub struct AppParts {
     pub settings: Arc<Settings>,
     pub pool: Pool,
     pub store: EventStore,
@@ -20,6 +26,20 @@ pub struct AppState {
     pub auth: Auth,
     /// Read-your-writes (`?min_position`): one watcher of the read models for every waiting read.
     pub read_progress: ReadProgress,
+}
+
+impl AppState {
+    pub fn new(parts: AppParts) -> Self {
+        Self(Arc::new(parts))
+    }
+}
+
+impl std::ops::Deref for AppState {
+    type Target = AppParts;
+
+    fn deref(&self) -> &AppParts {
+        &self.0
+    }
 }
 
 impl FromRef<AppState> for Auth {
