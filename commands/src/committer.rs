@@ -4,11 +4,12 @@
 //! commands is re-run alone.
 
 use std::collections::HashSet;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use deadpool_postgres::Pool;
-use tokio::sync::{mpsc, oneshot, Mutex};
+use tokio::sync::{mpsc, oneshot, Mutex, Notify};
 
 use plinth_domain::{Command, DomainError, Target};
 
@@ -18,6 +19,9 @@ use crate::submission::Submission;
 
 /// Largest batch one transaction takes.
 const MAX_BATCH: usize = 256;
+/// The longest a batch waits for the batches in flight ([`stagger`]): a few of their
+/// typical 1–3 ms, so that a slow one does not hold the next back for long.
+const MAX_STAGGER: Duration = Duration::from_millis(5);
 /// Retries of a lone command that hit a deadlock, serialization failure or a racing append.
 const MAX_ATTEMPTS: usize = 5;
 
@@ -52,8 +56,14 @@ impl CommandBus {
         let (jobs, receiver) = mpsc::channel::<Job>(16 * MAX_BATCH);
         let receiver = Arc::new(Mutex::new(receiver));
         let caches = Arc::new(Caches::with_capacity(cached_states));
+        let in_flight = Arc::new(InFlight::default());
         for _ in 0..writers.max(1) {
-            tokio::spawn(writer(pool.clone(), receiver.clone(), caches.clone()));
+            tokio::spawn(writer(
+                pool.clone(),
+                receiver.clone(),
+                caches.clone(),
+                in_flight.clone(),
+            ));
         }
         Self { jobs }
     }
@@ -75,7 +85,12 @@ impl CommandBus {
     }
 }
 
-async fn writer(pool: Pool, receiver: Arc<Mutex<mpsc::Receiver<Job>>>, caches: Arc<Caches>) {
+async fn writer(
+    pool: Pool,
+    receiver: Arc<Mutex<mpsc::Receiver<Job>>>,
+    caches: Arc<Caches>,
+    in_flight: Arc<InFlight>,
+) {
     let mut deferred: Vec<Job> = Vec::new();
     loop {
         let mut jobs = std::mem::take(&mut deferred);
@@ -88,6 +103,7 @@ async fn writer(pool: Pool, receiver: Arc<Mutex<mpsc::Receiver<Job>>>, caches: A
             }
             fill(&mut rx, &mut jobs);
             top_up(&mut rx, &mut jobs).await;
+            stagger(&mut rx, &mut jobs, &in_flight).await;
         } else if let Ok(mut rx) = receiver.try_lock() {
             // With deferred work in hand never wait for the lock: an idle writer holds it
             // while it waits for new commands, which may never come.
@@ -96,6 +112,7 @@ async fn writer(pool: Pool, receiver: Arc<Mutex<mpsc::Receiver<Job>>>, caches: A
         let (batch, later) = split_batch(jobs);
         deferred = later;
         let (size, started) = (batch.len(), std::time::Instant::now());
+        let _flying = in_flight.take_off(size);
         run_jobs(&pool, &caches, batch).await;
         let micros = started.elapsed().as_micros() as u64;
         tracing::debug!(size, deferred = deferred.len(), micros, "batch done");
@@ -151,8 +168,68 @@ async fn top_up(rx: &mut mpsc::Receiver<Job>, jobs: &mut Vec<Job>) {
     }
 }
 
+/// The commands in batches that writers are running, and a signal each time one ends.
+#[derive(Default)]
+struct InFlight {
+    commands: AtomicUsize,
+    landed: Notify,
+}
+
+impl InFlight {
+    /// Counts `size` commands as in flight until the returned guard drops (also when the
+    /// batch's task unwinds, so that no writer waits on a batch that will never end).
+    fn take_off(&self, size: usize) -> Landing<'_> {
+        self.commands.fetch_add(size, Ordering::SeqCst);
+        Landing { flight: self, size }
+    }
+}
+
+struct Landing<'a> {
+    flight: &'a InFlight,
+    size: usize,
+}
+
+impl Drop for Landing<'_> {
+    fn drop(&mut self) {
+        self.flight.commands.fetch_sub(self.size, Ordering::SeqCst);
+        self.flight.landed.notify_waiters();
+    }
+}
+
+/// Holds back a batch much smaller than the batches already running, until it has grown to
+/// half their size or one of them has ended. Without this the writers fall into step: one
+/// takes every command that queued while the other was busy, the other starts at once with the
+/// first straggler, and two in five transactions carry one to three commands, each costing
+/// the database a whole transaction while the commands behind it wait for it (measured at 32
+/// clients, docs/performance.md). A writer with nothing else running starts at once, so a
+/// lone command never waits; otherwise the wait ends with the batches in flight, and after
+/// [`MAX_STAGGER`] at most, for when one of them is slow (waiting on a lock, or re-running its
+/// commands one by one after a failure).
+async fn stagger<T>(rx: &mut mpsc::Receiver<T>, jobs: &mut Vec<T>, in_flight: &InFlight) {
+    let give_up = tokio::time::Instant::now() + MAX_STAGGER;
+    while jobs.len() < MAX_BATCH {
+        // Registered before the check, so a batch that ends in between still wakes this one.
+        let landed = in_flight.landed.notified();
+        let flying = in_flight.commands.load(Ordering::SeqCst);
+        if flying == 0 || jobs.len() * 2 >= flying {
+            return;
+        }
+        tokio::select! {
+            job = rx.recv() => match job {
+                Some(job) => {
+                    jobs.push(job);
+                    fill(rx, jobs);
+                }
+                None => return,
+            },
+            () = landed => {}
+            () = tokio::time::sleep_until(give_up) => return,
+        }
+    }
+}
+
 /// Takes whatever is already queued, up to a full batch, without waiting.
-fn fill(rx: &mut mpsc::Receiver<Job>, jobs: &mut Vec<Job>) {
+fn fill<T>(rx: &mut mpsc::Receiver<T>, jobs: &mut Vec<T>) {
     while jobs.len() < MAX_BATCH {
         match rx.try_recv() {
             Ok(job) => jobs.push(job),
@@ -271,5 +348,102 @@ fn tenant_name(command: &Command) -> String {
         Command::CreateTenant(c) => c.name.to_string(),
         Command::UpdateTenant(c) => c.name.as_ref().map(|n| n.to_string()).unwrap_or_default(),
         _ => String::new(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Polls `stagger` until it has waited on everything ready, without a timer: it is held
+    /// back exactly when this returns `false`.
+    async fn settles(wait: &mut std::pin::Pin<&mut impl std::future::Future<Output = ()>>) -> bool {
+        for _ in 0..10 {
+            if futures::poll!(wait.as_mut()).is_ready() {
+                return true;
+            }
+            tokio::task::yield_now().await;
+        }
+        false
+    }
+
+    #[tokio::test]
+    async fn a_lone_batch_starts_at_once() {
+        let (_tx, mut rx) = mpsc::channel::<u32>(16);
+        let in_flight = InFlight::default();
+        let mut jobs = vec![1];
+        stagger(&mut rx, &mut jobs, &in_flight).await;
+        assert_eq!(jobs, [1]);
+    }
+
+    #[tokio::test]
+    async fn a_small_batch_waits_until_it_has_half_of_what_is_in_flight() {
+        let (tx, mut rx) = mpsc::channel::<u32>(16);
+        let in_flight = InFlight::default();
+        let _running = in_flight.take_off(10);
+        let mut jobs = vec![1];
+        {
+            let wait = stagger(&mut rx, &mut jobs, &in_flight);
+            tokio::pin!(wait);
+            assert!(!settles(&mut wait).await);
+            for n in 2..=4 {
+                tx.send(n).await.unwrap();
+            }
+            assert!(
+                !settles(&mut wait).await,
+                "4 of 10 in flight is not yet half"
+            );
+            tx.send(5).await.unwrap();
+            assert!(settles(&mut wait).await);
+        }
+        assert_eq!(jobs, [1, 2, 3, 4, 5]);
+    }
+
+    #[tokio::test]
+    async fn a_small_batch_starts_when_the_batch_in_flight_lands() {
+        let (_tx, mut rx) = mpsc::channel::<u32>(16);
+        let in_flight = InFlight::default();
+        let running = in_flight.take_off(10);
+        let mut jobs = vec![1];
+        {
+            let wait = stagger(&mut rx, &mut jobs, &in_flight);
+            tokio::pin!(wait);
+            assert!(!settles(&mut wait).await);
+            drop(running);
+            assert!(settles(&mut wait).await);
+        }
+        assert_eq!(jobs, [1]);
+        assert_eq!(in_flight.commands.load(Ordering::SeqCst), 0);
+    }
+
+    #[tokio::test]
+    async fn a_small_batch_stops_waiting_for_a_slow_one_in_flight() {
+        let (_tx, mut rx) = mpsc::channel::<u32>(16);
+        let in_flight = InFlight::default();
+        let _stuck = in_flight.take_off(10);
+        let mut jobs = vec![1];
+        let waited = tokio::time::timeout(
+            Duration::from_secs(10),
+            stagger(&mut rx, &mut jobs, &in_flight),
+        )
+        .await;
+        assert!(
+            waited.is_ok(),
+            "held back for as long as the batch in flight"
+        );
+        assert_eq!(jobs, [1]);
+    }
+
+    #[tokio::test]
+    async fn a_batch_whose_task_unwinds_still_lands() {
+        let in_flight = Arc::new(InFlight::default());
+        let flight = in_flight.clone();
+        let crashed = tokio::spawn(async move {
+            let _running = flight.take_off(7);
+            panic!("a batch that unwinds");
+        })
+        .await;
+        assert!(crashed.is_err());
+        assert_eq!(in_flight.commands.load(Ordering::SeqCst), 0);
     }
 }
