@@ -18,6 +18,7 @@ use utoipa_axum::router::OpenApiRouter;
 
 use plinth_commands::{CommandBus, EventStore};
 
+use crate::auth::verify::KeyPolicy;
 use crate::auth::{Auth, KnownUsers, Verifier};
 use crate::error::problem;
 use crate::request_context;
@@ -41,10 +42,7 @@ pub async fn build_state(settings: Settings) -> anyhow::Result<AppState> {
     if applied > 0 {
         tracing::info!(applied, "applied migrations");
     }
-    let verifier = Verifier::new(
-        settings.jwt_secret.as_deref(),
-        settings.jwks_file.as_deref(),
-    )?;
+    let verifier = verifier(&settings)?;
     let settings = Arc::new(settings);
     let store = EventStore::new(pool.clone());
     Ok(AppState::new(AppParts {
@@ -60,6 +58,26 @@ pub async fn build_state(settings: Settings) -> anyhow::Result<AppState> {
         read_progress: plinth_projections::read::ReadProgress::start(pool.clone()),
         pool,
     }))
+}
+
+/// The token verifier of `settings`: the development secret, the JWKS file and the OpenID
+/// issuers, whose keys start being fetched now (an issuer that does not answer does not stop
+/// the server).
+fn verifier(settings: &Settings) -> anyhow::Result<Verifier> {
+    let issuers = crate::auth::issuers::configured(settings)
+        .map_err(|errors| anyhow::anyhow!(errors.join("; ")))?;
+    // A fetch ends well within the request that may wait for it.
+    let fetch_timeout =
+        Duration::from_secs(5).min(Duration::from_secs(settings.request_timeout_secs) / 2);
+    Verifier::new(
+        settings.jwt_secret.as_deref(),
+        settings.jwks_file.as_deref(),
+        issuers,
+        Some(KeyPolicy {
+            refresh: Duration::from_secs(settings.oidc_refresh_secs),
+            fetch_timeout,
+        }),
+    )
 }
 
 /// Every route, each with its OpenAPI operation (`#[utoipa::path]` on the handler): `routes!`

@@ -26,6 +26,20 @@ pub struct Settings {
     /// JWKS file with the RS256/ES256 keys that production tokens are verified against.
     #[arg(long, env = "PLINTH_JWKS_FILE")]
     pub jwks_file: Option<PathBuf>,
+    /// The OpenID issuer whose tokens are accepted (its exact `iss`); keys by discovery.
+    #[arg(long, env = "PLINTH_OIDC_ISSUER")]
+    pub oidc_issuer: Option<String>,
+    /// Comma-separated audiences: a token of PLINTH_OIDC_ISSUER must name one in `aud`.
+    #[arg(long, env = "PLINTH_OIDC_AUDIENCE", value_delimiter = ',')]
+    pub oidc_audience: Vec<String>,
+    /// TOML file of several trusted issuers, each with its audiences, algorithms and claim
+    /// names (instead of PLINTH_OIDC_ISSUER and PLINTH_OIDC_AUDIENCE).
+    #[arg(long, env = "PLINTH_OIDC_ISSUERS_FILE")]
+    pub oidc_issuers_file: Option<PathBuf>,
+    /// Seconds between fetches of each issuer's keys: a key the issuer stops publishing is
+    /// refused at most this long after.
+    #[arg(long, env = "PLINTH_OIDC_REFRESH_SECS", default_value_t = 300)]
+    pub oidc_refresh_secs: u64,
     /// Comma-separated platform administrators, each a token subject (any issuer) or
     /// `issuer|subject`. Empty entries are ignored: they never match anyone.
     #[arg(
@@ -81,6 +95,10 @@ impl std::fmt::Debug for Settings {
             .field("listen", &self.listen)
             .field("jwt_secret", &self.jwt_secret.as_ref().map(|_| "<set>"))
             .field("jwks_file", &self.jwks_file)
+            .field("oidc_issuer", &self.oidc_issuer)
+            .field("oidc_audience", &self.oidc_audience)
+            .field("oidc_issuers_file", &self.oidc_issuers_file)
+            .field("oidc_refresh_secs", &self.oidc_refresh_secs)
             .field("platform_admins", &self.platform_admins)
             .field("kafka_brokers", &self.kafka_brokers)
             .field("kafka_topic_prefix", &self.kafka_topic_prefix)
@@ -140,10 +158,19 @@ impl Settings {
         {
             wrong.push("PLINTH_JWT_SECRET is set but empty: anyone could sign tokens".to_owned());
         }
-        if self.jwt_secret.is_none() && self.jwks_file.is_none() {
+        if let Err(errors) = crate::auth::issuers::configured(self) {
+            wrong.extend(errors);
+        }
+        let oidc_configured = self.oidc_issuer.is_some() || self.oidc_issuers_file.is_some();
+        if self.jwt_secret.is_none() && self.jwks_file.is_none() && !oidc_configured {
             wrong.push(
-                "no way to verify tokens: set PLINTH_JWT_SECRET or PLINTH_JWKS_FILE".to_owned(),
+                "no way to verify tokens: set PLINTH_OIDC_ISSUER (or PLINTH_OIDC_ISSUERS_FILE), \
+                 PLINTH_JWKS_FILE or PLINTH_JWT_SECRET"
+                    .to_owned(),
             );
+        }
+        if self.oidc_refresh_secs == 0 {
+            wrong.push("PLINTH_OIDC_REFRESH_SECS must be more than 0".to_owned());
         }
         if let Some(path) = &self.jwks_file {
             if let Err(e) = crate::auth::read_jwks(path) {
@@ -210,6 +237,10 @@ impl Settings {
             listen: "127.0.0.1:0".parse().expect("valid"),
             jwt_secret: Some(jwt_secret.to_owned()),
             jwks_file: None,
+            oidc_issuer: None,
+            oidc_audience: Vec::new(),
+            oidc_issuers_file: None,
+            oidc_refresh_secs: 300,
             platform_admins: platform_admins.iter().map(|s| s.to_string()).collect(),
             kafka_brokers: None,
             kafka_topic_prefix: "plinth".into(),

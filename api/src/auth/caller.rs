@@ -5,6 +5,7 @@ use axum::http::request::Parts;
 
 use plinth_domain::Actor;
 
+use super::verify::Rejection;
 use super::Auth;
 use crate::error::ApiError;
 
@@ -14,6 +15,10 @@ pub struct Caller {
     pub actor: Actor,
     pub issuer: String,
     pub subject: String,
+    /// The name and e-mail address the issuer's claim mapping gives, if the token has them.
+    /// Not stored anywhere (personal data stays out of the log).
+    pub name: Option<String>,
+    pub email: Option<String>,
 }
 
 impl<S> FromRequestParts<S> for Caller
@@ -49,31 +54,37 @@ async fn authenticate(parts: &Parts, auth: &Auth) -> Result<Caller, ApiError> {
         .ok_or_else(|| {
             ApiError::Unauthenticated("expected `Authorization: Bearer <token>`".into())
         })?;
-    let claims = auth
-        .verifier
-        .verify(token.trim())
-        .map_err(ApiError::Unauthenticated)?;
+    let verified =
+        auth.verifier
+            .verify(token.trim())
+            .await
+            .map_err(|rejection| match rejection {
+                Rejection::Invalid(detail) => ApiError::Unauthenticated(detail),
+                Rejection::IssuerUnavailable(detail) => ApiError::Unavailable {
+                    detail,
+                    retry_after_secs: 5,
+                },
+            })?;
     // A blank subject names nobody: it would otherwise be one shared user (and match an
     // empty entry of the administrators' list).
-    if claims.sub.trim().is_empty() {
+    if verified.subject.trim().is_empty() {
         return Err(ApiError::Unauthenticated(
             "the token's `sub` is empty".into(),
         ));
     }
-    let issuer = claims.iss.unwrap_or_default();
     // The user is recorded with its issuer and subject (an event, a read-model row): text
     // PostgreSQL cannot store would fail that write, or the projector after it.
-    if claims
-        .sub
+    if verified
+        .subject
         .chars()
-        .chain(issuer.chars())
+        .chain(verified.issuer.chars())
         .any(char::is_control)
     {
         return Err(ApiError::Unauthenticated(
             "the token's `sub` or `iss` holds control characters".into(),
         ));
     }
-    let identity = (issuer, claims.sub);
+    let identity = (verified.issuer, verified.subject);
     let known = auth
         .known_users
         .0
@@ -110,5 +121,7 @@ async fn authenticate(parts: &Parts, auth: &Auth) -> Result<Caller, ApiError> {
         },
         issuer,
         subject,
+        name: verified.name,
+        email: verified.email,
     })
 }

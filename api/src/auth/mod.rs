@@ -1,13 +1,19 @@
 //! Bearer-token authentication: who is calling.
 //!
 //! - [`verify`]: a token's checks (signature, algorithm, issuer, audience, lifetime), against
-//!   the development secret (`PLINTH_JWT_SECRET`, HS256) or a JWKS file (`PLINTH_JWKS_FILE`).
-//! - [`jwks_file`]: reading that file at start.
+//!   a configured OpenID issuer's keys, the development secret (`PLINTH_JWT_SECRET`, HS256) or
+//!   a JWKS file (`PLINTH_JWKS_FILE`).
+//! - [`issuers`]: which OpenID issuers are trusted, and how each one's claims are read.
+//! - [`oidc`]: their keys, by discovery, cached and refreshed; [`fetch`]: bounded fetches.
+//! - [`jwks_file`]: reading the JWKS file at start.
 //! - [`caller`]: the [`Caller`] extractor, which turns a verified token's (issuer, subject)
 //!   into the acting user, recording the user on its first request.
 
 pub mod caller;
+pub mod fetch;
+pub mod issuers;
 pub mod jwks_file;
+pub mod oidc;
 pub mod verify;
 
 use std::collections::HashMap;
