@@ -23,6 +23,7 @@ mod lifecycle;
 mod log_order;
 mod metadata;
 mod nats;
+mod oidc;
 mod openapi;
 mod ops;
 mod pg_restart;

@@ -145,7 +145,8 @@ async fn a_malformed_database_url_is_refused_without_showing_it() {
 async fn no_way_to_verify_tokens_is_refused() {
     assert_refused(
         &[("PLINTH_JWT_SECRET", None)],
-        "no way to verify tokens: set PLINTH_JWT_SECRET or PLINTH_JWKS_FILE",
+        "no way to verify tokens: set PLINTH_OIDC_ISSUER (or PLINTH_OIDC_ISSUERS_FILE), \
+         PLINTH_JWKS_FILE or PLINTH_JWT_SECRET",
     )
     .await;
 }
@@ -203,6 +204,122 @@ async fn a_jwks_key_without_kid_is_refused() {
     )
     .await;
     let _ = std::fs::remove_file(path);
+}
+
+#[tokio::test]
+async fn an_issuer_that_is_not_an_https_url_is_refused() {
+    for (issuer, message) in [
+        ("idp.example.com", "PLINTH_OIDC_ISSUER `idp.example.com` is not a URL"),
+        (
+            "http://idp.example.com",
+            "PLINTH_OIDC_ISSUER `http://idp.example.com` must be https (http only on a loopback address)",
+        ),
+        (
+            "https://idp.example.com/?realm=a",
+            "must have no query or fragment",
+        ),
+    ] {
+        assert_refused(
+            &[
+                ("PLINTH_OIDC_ISSUER", Some(issuer)),
+                ("PLINTH_OIDC_AUDIENCE", Some("plinth")),
+            ],
+            message,
+        )
+        .await;
+    }
+}
+
+#[tokio::test]
+async fn an_issuer_without_an_audience_is_refused() {
+    assert_refused(
+        &[("PLINTH_OIDC_ISSUER", Some("https://idp.example.com"))],
+        "PLINTH_OIDC_AUDIENCE is required with PLINTH_OIDC_ISSUER",
+    )
+    .await;
+    assert_refused(
+        &[("PLINTH_OIDC_AUDIENCE", Some("plinth"))],
+        "PLINTH_OIDC_AUDIENCE is set without PLINTH_OIDC_ISSUER",
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn an_issuers_file_with_mistakes_is_refused_naming_each() {
+    let path = file_with(
+        "[[issuers]]\n\
+         issuer = \"https://a.example.com\"\n\
+         audiences = []\n\
+         algorithms = [\"HS256\", \"RS256\"]\n\
+         \n\
+         [[issuers]]\n\
+         issuer = \"https://a.example.com\"\n\
+         audiences = [\"plinth\"]\n\
+         jwks_uri = \"http://keys.example.com/jwks\"\n\
+         [issuers.claims]\n\
+         subject = \"\"\n",
+    );
+    let shown = path.display().to_string();
+    let stderr = refused(&[("PLINTH_OIDC_ISSUERS_FILE", Some(&shown))]).await;
+    for message in [
+        "issuer 1 (`https://a.example.com`): `audiences` must name at least one audience",
+        "issuer 1 (`https://a.example.com`): `algorithms`: HS256 is never accepted from an OpenID issuer",
+        "issuer 2 (`https://a.example.com`) is listed twice",
+        "issuer 2 (`https://a.example.com`): `claims.subject` is empty",
+        "issuer 2 (`https://a.example.com`): `jwks_uri` `http://keys.example.com/jwks` must be https",
+    ] {
+        assert!(stderr.contains(message), "expected {message:?} in:\n{stderr}");
+    }
+    let _ = std::fs::remove_file(path);
+}
+
+#[tokio::test]
+async fn an_issuers_file_that_is_not_one_is_refused() {
+    for (text, message) in [
+        ("issuers = 3", "is not a valid issuers file"),
+        (
+            "[[issuers]]\nissuer = \"https://a.example.com\"\naudiences = [\"p\"]\ncolour = \"red\"\n",
+            "unknown field `colour`",
+        ),
+        ("issuers = []", "names no issuer"),
+    ] {
+        let path = file_with(text);
+        let shown = path.display().to_string();
+        assert_refused(&[("PLINTH_OIDC_ISSUERS_FILE", Some(&shown))], message).await;
+        let _ = std::fs::remove_file(path);
+    }
+    assert_refused(
+        &[(
+            "PLINTH_OIDC_ISSUERS_FILE",
+            Some("/nonexistent/issuers.toml"),
+        )],
+        "PLINTH_OIDC_ISSUERS_FILE /nonexistent/issuers.toml cannot be read",
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn an_issuers_file_and_a_single_issuer_together_are_refused() {
+    assert_refused(
+        &[
+            (
+                "PLINTH_OIDC_ISSUERS_FILE",
+                Some("/nonexistent/issuers.toml"),
+            ),
+            ("PLINTH_OIDC_ISSUER", Some("https://idp.example.com")),
+        ],
+        "PLINTH_OIDC_ISSUERS_FILE cannot be combined with PLINTH_OIDC_ISSUER",
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn a_zero_key_refresh_period_is_refused() {
+    assert_refused(
+        &[("PLINTH_OIDC_REFRESH_SECS", Some("0"))],
+        "PLINTH_OIDC_REFRESH_SECS must be more than 0",
+    )
+    .await;
 }
 
 #[tokio::test]
