@@ -141,10 +141,19 @@ async fn jwks(State(state): State<Arc<FakeState>>) -> Response {
             StatusCode::OK.into_response()
         }
         Mode::Huge => {
-            // 4 MiB in 64 KiB chunks, no Content-Length: only counting the bytes stops it.
-            let chunk = "a".repeat(64 * 1024);
-            let stream =
-                futures::stream::iter((0..64).map(move |_| Ok::<_, std::io::Error>(chunk.clone())));
+            // A valid key set (the good key, then 4 MiB of a key no one uses) in 64 KiB chunks
+            // without a Content-Length: only counting the bytes stops it.
+            let fixture = concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures/jwks.json");
+            let good: Value =
+                serde_json::from_str(&std::fs::read_to_string(fixture).unwrap()).unwrap();
+            let head = format!(
+                "{{\"keys\": [{}, {{\"kty\": \"pad\", \"x\": \"",
+                good["keys"][0]
+            );
+            let pieces = std::iter::once(head)
+                .chain((0..64).map(|_| "a".repeat(64 * 1024)))
+                .chain(std::iter::once("\"}]}".to_owned()));
+            let stream = futures::stream::iter(pieces.map(Ok::<_, std::io::Error>));
             axum::body::Body::from_stream(stream).into_response()
         }
         Mode::Garbage => "<html>this is not a key set</html>".into_response(),
