@@ -261,6 +261,36 @@ async fn an_issuer_whose_keys_cannot_be_had_gets_a_503_problem_and_no_other_url_
 }
 
 #[tokio::test]
+async fn a_jwks_uri_named_in_the_issuers_file_replaces_discovery() {
+    let elsewhere = Elsewhere::start().await;
+    // The issuer answers nothing useful; its keys are on a server of another origin.
+    let issuer = FakeIssuer::start(Mode::Unavailable, &elsewhere).await;
+    let keys = FakeIssuer::start(Mode::Good, &elsewhere).await;
+    let file = issuers_file(&format!(
+        "{}\njwks_uri = \"{}/jwks\"\n",
+        entry(&issuer.url).trim_end(),
+        keys.url
+    ));
+    let app = spawn_trusting(|s| {
+        s.oidc_issuer = None;
+        s.oidc_audience = Vec::new();
+        s.oidc_issuers_file = Some(file.clone());
+    })
+    .await;
+    let reply = app.get(&issuer.token("test-es256"), "/v1/me").await;
+    assert_eq!(reply.status, 200, "{reply:?}");
+    assert_eq!(reply.body["issuer"], issuer.url);
+    assert_eq!(
+        issuer.discovery_fetches(),
+        0,
+        "the file named the keys: no discovery"
+    );
+    assert!(keys.jwks_fetches() >= 1);
+    assert_eq!(elsewhere.hits(), 0);
+    let _ = std::fs::remove_file(file);
+}
+
+#[tokio::test]
 async fn keys_once_fetched_outlive_a_broken_jwks_and_an_unknown_key_is_then_a_401() {
     let elsewhere = Elsewhere::start().await;
     let issuer = FakeIssuer::start(Mode::Good, &elsewhere).await;

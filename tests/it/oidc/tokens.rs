@@ -77,20 +77,20 @@ async fn a_platform_admin_named_by_issuer_and_subject_creates_a_root_tenant() {
 }
 
 #[tokio::test]
-async fn an_issuers_file_trusts_each_issuer_with_its_own_claim_mapping() {
+async fn an_issuers_file_trusts_each_issuer_with_its_own_claims_and_algorithms() {
     let provider = Provider::shared();
     let second = provider.new_issuer().await;
     let file = issuers_file(&format!(
         "[[issuers]]\n\
          issuer = \"{main}\"\n\
          audiences = [\"https://unused.test\", \"{AUDIENCE}\"]\n\
-         algorithms = [\"RS256\"]\n\
          [issuers.claims]\n\
          subject = \"email\"\n\
          \n\
          [[issuers]]\n\
          issuer = \"{second}\"\n\
-         audiences = [\"{AUDIENCE}\"]\n",
+         audiences = [\"{AUDIENCE}\"]\n\
+         algorithms = [\"ES256\"]\n",
         main = provider.url,
         second = second.issuer,
     ));
@@ -107,18 +107,21 @@ async fn an_issuers_file_trusts_each_issuer_with_its_own_claim_mapping() {
     assert_eq!(me.status, 200, "{me:?}");
     assert_eq!(me.body["subject"], "alice@example.com", "mapped subject");
     assert_eq!(me.body["issuer"], provider.url);
-    let service = provider
-        .service_token(&second.issuer, "plinth-service", AUDIENCE)
+    let es256 = provider
+        .service_token(&second.issuer, "plinth-service-es256", AUDIENCE)
         .await;
-    let me = app.get(&service, "/v1/me").await;
+    let me = app.get(&es256, "/v1/me").await;
     assert_eq!(me.status, 200, "{me:?}");
     assert_eq!(me.body["issuer"], second.issuer);
-    assert_eq!(me.body["subject"], "plinth-service");
-    // The first issuer allows RS256 only: its ES256 tokens are refused.
-    let es256 = provider
-        .service_token(&provider.url, "plinth-service-es256", AUDIENCE)
+    assert_eq!(
+        me.body["subject"], "plinth-service-es256",
+        "the default mapping"
+    );
+    // The second issuer allows ES256 only: its RS256 tokens are refused.
+    let rs256 = provider
+        .service_token(&second.issuer, "plinth-service", AUDIENCE)
         .await;
-    super::assert_unauthenticated(&app.get(&es256, "/v1/me").await, "ES256 not allowed");
+    super::assert_unauthenticated(&app.get(&rs256, "/v1/me").await, "RS256 not allowed");
     let _ = std::fs::remove_file(file);
 }
 
