@@ -106,6 +106,11 @@ pub async fn spawn_app() -> TestApp {
 pub async fn spawn_app_with_admins(admins: &[&str]) -> TestApp {
     let db = test_db().await;
     let settings = plinth_api::settings::Settings::for_database(&db.url, SECRET, admins);
+    spawn_app_on(db, settings).await
+}
+
+/// A running Plinth with `settings` (which name `db`).
+pub async fn spawn_app_on(db: TestDb, settings: plinth_api::settings::Settings) -> TestApp {
     if std::env::var("PLINTH_TEST_LOG").is_ok() {
         plinth_api::telemetry::init_tracing();
     }

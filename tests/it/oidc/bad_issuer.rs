@@ -14,7 +14,7 @@ use axum::routing::get;
 use axum::Router;
 use serde_json::{json, Value};
 
-use super::{spawn_trusting, tokens::issuers_file, AUDIENCE};
+use super::{spawn_trusting_file, tokens::issuers_file, AUDIENCE};
 use crate::ops::{sample, Plinth};
 use crate::support::{test_db, Reply};
 
@@ -229,10 +229,7 @@ async fn an_issuer_whose_keys_cannot_be_had_gets_a_503_problem_and_no_other_url_
     let file = issuers_file(&file);
     // A fetch may take half the request timeout: a slow issuer's token is answered 503, well
     // before the server's own 408.
-    let app = spawn_trusting(|s| {
-        s.oidc_issuer = None;
-        s.oidc_audience = Vec::new();
-        s.oidc_issuers_file = Some(file.clone());
+    let app = spawn_trusting_file(&file, |s| {
         s.request_timeout_secs = 6;
     })
     .await;
@@ -271,12 +268,7 @@ async fn a_jwks_uri_named_in_the_issuers_file_replaces_discovery() {
         entry(&issuer.url).trim_end(),
         keys.url
     ));
-    let app = spawn_trusting(|s| {
-        s.oidc_issuer = None;
-        s.oidc_audience = Vec::new();
-        s.oidc_issuers_file = Some(file.clone());
-    })
-    .await;
+    let app = spawn_trusting_file(&file, |_| {}).await;
     let reply = app.get(&issuer.token("test-es256"), "/v1/me").await;
     assert_eq!(reply.status, 200, "{reply:?}");
     assert_eq!(reply.body["issuer"], issuer.url);
@@ -295,10 +287,7 @@ async fn keys_once_fetched_outlive_a_broken_jwks_and_an_unknown_key_is_then_a_40
     let elsewhere = Elsewhere::start().await;
     let issuer = FakeIssuer::start(Mode::Good, &elsewhere).await;
     let file = issuers_file(&entry(&issuer.url));
-    let app = spawn_trusting(|s| {
-        s.oidc_issuer = None;
-        s.oidc_audience = Vec::new();
-        s.oidc_issuers_file = Some(file.clone());
+    let app = spawn_trusting_file(&file, |s| {
         s.oidc_refresh_secs = 1;
     })
     .await;
@@ -324,12 +313,7 @@ async fn forged_key_ids_cost_the_issuer_at_most_one_fetch_per_interval() {
     let issuer = FakeIssuer::start(Mode::Good, &elsewhere).await;
     let file = issuers_file(&entry(&issuer.url));
     // The schedule (300 s) stays out of the way: only unknown key ids cause fetches.
-    let app = spawn_trusting(|s| {
-        s.oidc_issuer = None;
-        s.oidc_audience = Vec::new();
-        s.oidc_issuers_file = Some(file.clone());
-    })
-    .await;
+    let app = spawn_trusting_file(&file, |_| {}).await;
     assert_eq!(
         app.get(&issuer.token("test-es256"), "/v1/me").await.status,
         200

@@ -18,7 +18,7 @@ mod tokens;
 
 use serde_json::{json, Value};
 
-use crate::support::{committed_events, test_db, Api, Reply, TestApp};
+use crate::support::{committed_events, spawn_app_on, test_db, Reply, TestApp};
 
 /// The audience Plinth's tokens are issued for in these tests (a resource indicator).
 pub const AUDIENCE: &str = "https://plinth.test";
@@ -185,15 +185,22 @@ pub async fn spawn_trusting(
     settings.oidc_issuer = Some(provider_url());
     settings.oidc_audience = vec![AUDIENCE.to_owned()];
     configure(&mut settings);
-    let app = plinth_api::app::spawn(settings).await.expect("app starts");
-    TestApp {
-        api: Api {
-            base: format!("http://{}", app.address),
-            http: reqwest::Client::new(),
-        },
-        db,
-        app,
-    }
+    spawn_app_on(db, settings).await
+}
+
+/// A running Plinth that trusts the issuers of `file` (and nothing else), changed by
+/// `configure`.
+pub async fn spawn_trusting_file(
+    file: &std::path::Path,
+    configure: impl FnOnce(&mut plinth_api::settings::Settings),
+) -> TestApp {
+    spawn_trusting(|s| {
+        s.oidc_issuer = None;
+        s.oidc_audience = Vec::new();
+        s.oidc_issuers_file = Some(file.to_owned());
+        configure(s);
+    })
+    .await
 }
 
 /// A 401 problem.

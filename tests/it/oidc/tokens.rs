@@ -2,7 +2,7 @@
 
 use serde_json::json;
 
-use super::{provider_url, spawn_trusting, Provider, AUDIENCE};
+use super::{provider_url, spawn_trusting, spawn_trusting_file, Provider, AUDIENCE};
 use crate::support::committed_events;
 
 #[tokio::test]
@@ -59,10 +59,7 @@ async fn a_platform_admin_named_by_issuer_and_subject_creates_a_root_tenant() {
         provider.url, elsewhere.issuer
     ));
     let admin = format!("{}|plinth-service", provider.url);
-    let both = spawn_trusting(|s| {
-        s.oidc_issuer = None;
-        s.oidc_audience = Vec::new();
-        s.oidc_issuers_file = Some(file.clone());
+    let both = spawn_trusting_file(&file, |s| {
         s.platform_admins = vec![admin];
     })
     .await;
@@ -94,12 +91,7 @@ async fn an_issuers_file_trusts_each_issuer_with_its_own_claims_and_algorithms()
         main = provider.url,
         second = second.issuer,
     ));
-    let app = spawn_trusting(|s| {
-        s.oidc_issuer = None;
-        s.oidc_audience = Vec::new();
-        s.oidc_issuers_file = Some(file.clone());
-    })
-    .await;
+    let app = spawn_trusting_file(&file, |_| {}).await;
     let alice = provider
         .person_token(&provider.url, "alice", AUDIENCE)
         .await;
