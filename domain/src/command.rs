@@ -119,7 +119,16 @@ payload!(RemoveFinalizer {
 });
 
 /// Every command a client may submit.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+#[derive(
+    Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema, strum::EnumDiscriminants,
+)]
+#[strum_discriminants(
+    name(CommandType),
+    derive(strum::EnumIter, Hash, PartialOrd, Ord),
+    doc = "The kind of a [`Command`], without its payload: one variant per command, derived \
+           from the enum, so that code which must treat every command (the read side's \
+           property test draws each of them) fails to compile when a command is added."
+)]
 #[serde(tag = "type", content = "data", deny_unknown_fields)]
 pub enum Command {
     CreateTenant(CreateTenant),
@@ -149,6 +158,13 @@ pub enum Command {
     RemoveStatus(RemoveStatus),
     AddFinalizer(AddFinalizer),
     RemoveFinalizer(RemoveFinalizer),
+}
+
+impl CommandType {
+    /// Every kind of command, in declaration order.
+    pub fn all() -> impl Iterator<Item = CommandType> {
+        <Self as strum::IntoEnumIterator>::iter()
+    }
 }
 
 /// The stream a command writes to.

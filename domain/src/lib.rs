@@ -15,7 +15,7 @@ pub mod upcast;
 pub mod values;
 
 pub use aggregate::{apply, Aggregate, Body, Lifecycle};
-pub use command::{Command, Target};
+pub use command::{Command, CommandType, Target};
 pub use decide::{decide, effective_role, Actor, DomainError, Facts};
 pub use event::{DecodeError, Event};
 pub use id::{

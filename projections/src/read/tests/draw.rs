@@ -1,0 +1,588 @@
+//! The property test's commands: every kind of command (`CommandType`, derived from the command
+//! enum), each with arguments picked among what exists when it runs, so that most of them take
+//! effect (a revoke names an authorization that exists, a delete a resource without
+//! dependents) and the read models see every kind of event often.
+//!
+//! Both `weight` and `build` match on every `CommandType` without a catch-all: a new command
+//! does not compile here until the test draws it.
+
+use std::cell::Cell;
+use std::collections::BTreeMap;
+
+use proptest::prelude::*;
+use serde_json::{json, Value};
+
+use plinth_domain::memory::MemoryStore;
+use plinth_domain::{
+    Actor, Aggregate, AggregateKind, Body, Command, CommandType, Facts, Lifecycle, TenantId, UserId,
+};
+
+/// One drawn command: its kind, and numbers that pick its arguments among what exists when it
+/// runs (indices wrap around).
+#[derive(Debug, Clone)]
+pub(super) struct Op {
+    kind: CommandType,
+    /// Picks the target.
+    a: u8,
+    /// Picks the second id of a pair (a tenant, a location, a user).
+    b: u8,
+    /// Picks a variation: a role, scopes, a key, include_subtenants.
+    c: u8,
+    /// Below `AIM_ANYWHERE`, the command picks among every id of its kinds, which mostly gives
+    /// refusals and no-ops (worth a few draws); otherwise among those where it takes effect.
+    aim: u8,
+}
+
+/// About one command in ten is aimed anywhere.
+const AIM_ANYWHERE: u8 = 26;
+
+/// How often each kind is drawn, relative to the others: creations more often, so that a run
+/// builds a tree worth changing.
+fn weight(kind: CommandType) -> usize {
+    use CommandType as K;
+    match kind {
+        K::CreateTenant => 8,
+        K::CreateLocation | K::CreateResourceProvider | K::RegisterProvider => 3,
+        K::GrantTenantAccess
+        | K::MakeLocationAvailable
+        | K::MakeResourceProviderAvailable
+        | K::AuthorizeResourceProvider
+        | K::AddResourceProviderLocation => 3,
+        K::UpdateTenant
+        | K::DeleteTenant
+        | K::RevokeTenantAccess
+        | K::UpdateLocation
+        | K::DeleteLocation
+        | K::RevokeLocationAvailability
+        | K::UpdateResourceProvider
+        | K::DeleteResourceProvider
+        | K::RevokeResourceProviderAvailability
+        | K::RemoveResourceProviderLocation
+        | K::RevokeResourceProviderAuthorization
+        | K::UnregisterProvider
+        | K::SetAnnotation
+        | K::RemoveAnnotation
+        | K::SetStatus
+        | K::RemoveStatus
+        | K::AddFinalizer
+        | K::RemoveFinalizer => 2,
+    }
+}
+
+pub(super) fn op() -> impl Strategy<Value = Op> {
+    let kinds: Vec<CommandType> = CommandType::all()
+        .flat_map(|k| std::iter::repeat_n(k, weight(k)))
+        .collect();
+    (
+        proptest::sample::select(kinds),
+        any::<u8>(),
+        any::<u8>(),
+        any::<u8>(),
+        any::<u8>(),
+    )
+        .prop_map(|(kind, a, b, c, aim)| Op { kind, a, b, c, aim })
+}
+
+pub(super) const SCOPES: [&str; 4] = ["lb:*", "lb:read", "net:read", "net:write"];
+
+fn scope_set(bits: u8) -> Vec<&'static str> {
+    SCOPES
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| bits & (1 << i) != 0)
+        .map(|(_, s)| *s)
+        .collect()
+}
+
+/// What a run did, per kind of command.
+#[derive(Debug, Default)]
+pub(super) struct Tally(pub(super) BTreeMap<CommandType, Counts>);
+
+#[derive(Debug, Default, Clone, Copy)]
+pub(super) struct Counts {
+    pub(super) drawn: usize,
+    /// Drawn where it could take effect (see `World::aim`).
+    pub(super) aimed: usize,
+    /// Appended events.
+    pub(super) effective: usize,
+    /// Aimed and appended events.
+    pub(super) aimed_effective: usize,
+}
+
+impl Counts {
+    fn add(&mut self, other: Counts) {
+        self.drawn += other.drawn;
+        self.aimed += other.aimed;
+        self.effective += other.effective;
+        self.aimed_effective += other.aimed_effective;
+    }
+}
+
+/// Runs the ops against the in-memory model; refused commands are simply skipped.
+pub(super) fn play(ops: &[Op]) -> (MemoryStore, Vec<UserId>, Tally) {
+    let mut store = MemoryStore::default();
+    let admin = Actor {
+        user_id: store.create_user("prop", "admin"),
+        platform_admin: true,
+    };
+    let users: Vec<UserId> = (0..3)
+        .map(|i| store.create_user("prop", &format!("user-{i}")))
+        .collect();
+    let mut tally = Tally::default();
+    for (n, op) in ops.iter().enumerate() {
+        let counts = tally.0.entry(op.kind).or_default();
+        counts.drawn += 1;
+        let world = World {
+            store: &store,
+            users: &users,
+            op,
+            aimed: Cell::new(false),
+        };
+        let Some(data) = world.build(n) else {
+            continue;
+        };
+        let aimed = world.aimed.get();
+        let command = Command::parse(&format!("{:?}", op.kind), data).expect("well-formed command");
+        let effective = store
+            .execute(&admin, &command)
+            .is_ok_and(|(_, events)| !events.is_empty());
+        counts.aimed += usize::from(aimed);
+        counts.effective += usize::from(effective);
+        counts.aimed_effective += usize::from(aimed && effective);
+    }
+    (store, users, tally)
+}
+
+/// The model's state as seen by one op.
+struct World<'a> {
+    store: &'a MemoryStore,
+    users: &'a [UserId],
+    op: &'a Op,
+    /// Set when the command was aimed where it takes effect.
+    aimed: Cell<bool>,
+}
+
+fn pick<T: Clone>(v: &[T], i: u8) -> Option<T> {
+    (!v.is_empty()).then(|| v[i as usize % v.len()].clone())
+}
+
+type Pair = (String, String);
+
+impl World<'_> {
+    /// Picks among `effective` (where the command takes effect) unless the op aims anywhere,
+    /// or nothing is effective; then among `all`.
+    fn aim<T: Clone>(&self, effective: Vec<T>, all: Vec<T>, i: u8) -> Option<T> {
+        if self.op.aim >= AIM_ANYWHERE && !effective.is_empty() {
+            self.aimed.set(true);
+            pick(&effective, i)
+        } else {
+            pick(&all, i)
+        }
+    }
+
+    fn streams(&self, kind: AggregateKind) -> impl Iterator<Item = (&String, &Aggregate)> {
+        self.store
+            .streams
+            .iter()
+            .filter(move |(_, a)| a.kind() == kind)
+    }
+
+    /// Ids of a kind: every one, and the live ones.
+    fn ids(&self, kind: AggregateKind) -> (Vec<String>, Vec<String>) {
+        let all = self.streams(kind).map(|(id, _)| id.clone()).collect();
+        let live = self
+            .streams(kind)
+            .filter(|(_, a)| a.is_live())
+            .map(|(id, _)| id.clone())
+            .collect();
+        (live, all)
+    }
+
+    /// Every pair of ids of two kinds.
+    fn pairs(&self, first: AggregateKind, second: AggregateKind) -> Vec<Pair> {
+        let (_, second) = self.ids(second);
+        self.streams(first)
+            .flat_map(|(a, _)| second.iter().map(move |b| (a.clone(), b.clone())))
+            .collect()
+    }
+
+    fn path(&self, tenant: &str) -> Vec<TenantId> {
+        self.store.streams[tenant].as_tenant().unwrap().path.clone()
+    }
+
+    /// Live tenants below `owner`: where availability may be given.
+    fn strictly_below(&self, owner: &TenantId) -> Vec<String> {
+        self.streams(AggregateKind::Tenant)
+            .filter(|(_, a)| a.is_live())
+            .filter(|(_, a)| a.as_tenant().unwrap().path.contains(owner))
+            .map(|(id, _)| id.clone())
+            .collect()
+    }
+
+    /// Live resources of a kind, paired with the live tenants below their owner where they
+    /// are not yet available with include_subtenants `flag`.
+    fn availability_targets(&self, kind: AggregateKind, flag: bool) -> Vec<Pair> {
+        self.streams(kind)
+            .filter(|(_, a)| a.is_live())
+            .flat_map(|(id, a)| {
+                let owner = TenantId::parse(&a.owner_id().unwrap()).unwrap();
+                let given = match &a.body {
+                    Body::Location(l) => &l.available_to,
+                    Body::ResourceProvider(r) => &r.available_to,
+                    _ => unreachable!("only locations and resource providers are made available"),
+                };
+                self.strictly_below(&owner)
+                    .into_iter()
+                    .filter(|t| given.get(&TenantId::parse(t).unwrap()) != Some(&flag))
+                    .map(move |t| (id.clone(), t))
+                    .collect::<Vec<_>>()
+            })
+            .collect()
+    }
+
+    /// Live resources of a kind without live dependents: deleting one takes effect.
+    fn deletable(&self, kind: AggregateKind) -> Vec<String> {
+        self.streams(kind)
+            .filter(|(id, a)| a.is_live() && !self.store.has_live_dependents(id))
+            .map(|(id, _)| id.clone())
+            .collect()
+    }
+
+    /// (stream, key) pairs of a kind that `keys` finds in each stream not deleted.
+    fn held<K: ToString>(
+        &self,
+        kind: AggregateKind,
+        keys: impl Fn(&Aggregate) -> Vec<K>,
+    ) -> Vec<Pair> {
+        self.streams(kind)
+            .filter(|(_, a)| a.lifecycle != Lifecycle::Deleted)
+            .flat_map(|(id, a)| {
+                keys(a)
+                    .into_iter()
+                    .map(move |k| (id.clone(), k.to_string()))
+            })
+            .collect()
+    }
+
+    /// Every resource but users (whose metadata only a platform admin may change), and the
+    /// live ones.
+    fn resources(&self) -> (Vec<String>, Vec<String>) {
+        let kinds = [
+            AggregateKind::Tenant,
+            AggregateKind::Location,
+            AggregateKind::ResourceProvider,
+            AggregateKind::Provider,
+        ];
+        let (mut live, mut all) = (Vec::new(), Vec::new());
+        for kind in kinds {
+            let (l, a) = self.ids(kind);
+            live.extend(l);
+            all.extend(a);
+        }
+        (live, all)
+    }
+
+    /// (resource, key) pairs for a metadata removal: those held, and every resource with the
+    /// key `c` picks.
+    fn metadata_pairs<K: ToString>(
+        &self,
+        prefix: &str,
+        keys: impl Fn(&Aggregate) -> Vec<K>,
+    ) -> (Vec<Pair>, Vec<Pair>) {
+        let held: Vec<Pair> = AggregateKind::ALL
+            .into_iter()
+            .flat_map(|kind| self.held(kind, &keys))
+            .collect();
+        let key = format!("{prefix}{}", self.op.c % 3);
+        let (_, all) = self.resources();
+        (held, all.into_iter().map(|r| (r, key.clone())).collect())
+    }
+
+    /// The command's payload, or `None` when nothing exists to name.
+    fn build(&self, n: usize) -> Option<Value> {
+        use AggregateKind::{Location as L, Provider as P, ResourceProvider as R, Tenant as T};
+        use CommandType as K;
+        let Op { a, b, c, .. } = *self.op;
+        let flag = c % 2 == 0;
+        let description = (c % 3 != 0).then(|| format!("d{}", c % 3));
+        Some(match self.op.kind {
+            K::CreateTenant => {
+                let (live, _) = self.ids(T);
+                let parent = if c % 8 == 0 { None } else { pick(&live, a) };
+                self.aimed.set(true);
+                json!({"name": format!("t{n}"), "parent_id": parent, "description": description})
+            }
+            K::UpdateTenant => {
+                let (live, all) = self.ids(T);
+                let id = self.aim(live, all, a)?;
+                json!({"tenant_id": id, "name": format!("n{}", b % 4), "description": description})
+            }
+            K::DeleteTenant => {
+                let id = self.aim(self.deletable(T), self.ids(T).1, a)?;
+                json!({"tenant_id": id})
+            }
+            K::GrantTenantAccess => {
+                let (live, all) = self.ids(T);
+                let role = ["viewer", "editor", "admin"][c as usize % 3];
+                json!({"tenant_id": self.aim(live, all, a)?, "user_id": pick(self.users, b)?, "role": role})
+            }
+            K::RevokeTenantAccess => {
+                let granted = self.held(T, |t| {
+                    t.as_tenant().unwrap().grants.keys().cloned().collect()
+                });
+                let all = self.pairs(T, AggregateKind::User);
+                let (t, user) = self.aim(granted, all, a)?;
+                json!({"tenant_id": t, "user_id": user})
+            }
+            K::CreateLocation => {
+                // Half the time beside a resource provider, which may then serve it.
+                let owners: Vec<String> = self
+                    .streams(R)
+                    .filter(|(_, r)| r.is_live())
+                    .filter_map(|(_, r)| r.owner_id())
+                    .collect();
+                let (live, all) = self.ids(T);
+                let (live, all) = if b % 2 == 0 && !owners.is_empty() {
+                    (owners.clone(), owners)
+                } else {
+                    (live, all)
+                };
+                json!({"tenant_id": self.aim(live, all, a)?, "name": "l", "description": description})
+            }
+            K::UpdateLocation => {
+                let (live, all) = self.ids(L);
+                json!({"location_id": self.aim(live, all, a)?, "name": format!("l{}", b % 4), "description": description})
+            }
+            K::DeleteLocation => {
+                json!({"location_id": self.aim(self.deletable(L), self.ids(L).1, a)?})
+            }
+            K::MakeLocationAvailable => {
+                let (l, t) = self.aim(self.availability_targets(L, flag), self.pairs(L, T), a)?;
+                json!({"location_id": l, "tenant_id": t, "include_subtenants": flag})
+            }
+            K::RevokeLocationAvailability => {
+                let given = self.held(L, |l| {
+                    l.as_location()
+                        .unwrap()
+                        .available_to
+                        .keys()
+                        .cloned()
+                        .collect()
+                });
+                let (l, t) = self.aim(given, self.pairs(L, T), a)?;
+                json!({"location_id": l, "tenant_id": t})
+            }
+            K::CreateResourceProvider => {
+                let (live, all) = self.ids(T);
+                json!({"tenant_id": self.aim(live, all, a)?, "name": "rp", "scopes": scope_set(1 + c % 15)})
+            }
+            K::UpdateResourceProvider => {
+                let (live, all) = self.ids(R);
+                json!({"resource_provider_id": self.aim(live, all, a)?, "name": format!("rp{}", b % 4), "description": description})
+            }
+            K::DeleteResourceProvider => {
+                json!({"resource_provider_id": self.aim(self.deletable(R), self.ids(R).1, a)?})
+            }
+            K::MakeResourceProviderAvailable => {
+                let (rp, t) = self.aim(self.availability_targets(R, flag), self.pairs(R, T), a)?;
+                json!({"resource_provider_id": rp, "tenant_id": t, "include_subtenants": flag})
+            }
+            K::RevokeResourceProviderAvailability => {
+                let given = self.held(R, |r| {
+                    r.as_resource_provider()
+                        .unwrap()
+                        .available_to
+                        .keys()
+                        .cloned()
+                        .collect()
+                });
+                let (rp, t) = self.aim(given, self.pairs(R, T), a)?;
+                json!({"resource_provider_id": rp, "tenant_id": t})
+            }
+            K::AddResourceProviderLocation => {
+                let (rp, l) = self.aim(self.usable_locations(), self.pairs(R, L), a)?;
+                json!({"resource_provider_id": rp, "location_id": l})
+            }
+            K::RemoveResourceProviderLocation => {
+                let served = self.held(R, |r| {
+                    r.as_resource_provider()
+                        .unwrap()
+                        .locations
+                        .iter()
+                        .cloned()
+                        .collect()
+                });
+                let (rp, l) = self.aim(served, self.pairs(R, L), a)?;
+                json!({"resource_provider_id": rp, "location_id": l})
+            }
+            K::AuthorizeResourceProvider => {
+                let (rp, t) = self.aim(self.rp_tenants(), self.pairs(R, T), a)?;
+                json!({"resource_provider_id": rp, "tenant_id": t, "include_subtenants": flag, "scopes": self.requested_scopes(&rp)})
+            }
+            K::RevokeResourceProviderAuthorization => {
+                let authorized = self.held(R, |r| {
+                    r.as_resource_provider()
+                        .unwrap()
+                        .authorizations
+                        .keys()
+                        .cloned()
+                        .collect()
+                });
+                let (rp, t) = self.aim(authorized, self.pairs(R, T), a)?;
+                json!({"resource_provider_id": rp, "tenant_id": t})
+            }
+            K::RegisterProvider => {
+                let (rp, t) = self.aim(self.rp_tenants(), self.pairs(R, T), a)?;
+                json!({"tenant_id": t, "resource_provider_id": rp, "name": "p"})
+            }
+            K::UnregisterProvider => {
+                let (live, all) = self.ids(P);
+                json!({"provider_id": self.aim(live, all, a)?})
+            }
+            K::SetAnnotation => {
+                let (live, all) = self.resources();
+                json!({"resource_id": self.aim(live, all, a)?, "key": format!("k{}", c % 3), "value": format!("v{}", b % 3)})
+            }
+            K::RemoveAnnotation => {
+                let (held, all) =
+                    self.metadata_pairs("k", |r| r.metadata.annotations.keys().cloned().collect());
+                let (r, key) = self.aim(held, all, a)?;
+                json!({"resource_id": r, "key": key})
+            }
+            K::SetStatus => {
+                let (live, all) = self.resources();
+                json!({"resource_id": self.aim(live, all, a)?, "source": format!("s{}", c % 3), "data": {"n": b % 3}})
+            }
+            K::RemoveStatus => {
+                let (held, all) =
+                    self.metadata_pairs("s", |r| r.metadata.statuses.keys().cloned().collect());
+                let (r, source) = self.aim(held, all, a)?;
+                json!({"resource_id": r, "source": source})
+            }
+            K::AddFinalizer => {
+                let (live, all) = self.resources();
+                json!({"resource_id": self.aim(live, all, a)?, "finalizer": format!("f{}", c % 3)})
+            }
+            K::RemoveFinalizer => {
+                let (held, all) =
+                    self.metadata_pairs("f", |r| r.metadata.finalizers.iter().cloned().collect());
+                let (r, finalizer) = self.aim(held, all, a)?;
+                json!({"resource_id": r, "finalizer": finalizer})
+            }
+        })
+    }
+
+    /// (resource provider, tenant) pairs where the provider is available: where it may be
+    /// authorized and where providers may register.
+    fn rp_tenants(&self) -> Vec<Pair> {
+        self.streams(AggregateKind::ResourceProvider)
+            .filter(|(_, a)| a.is_live())
+            .flat_map(|(rp, a)| {
+                let r = a.as_resource_provider().unwrap();
+                self.streams(AggregateKind::Tenant)
+                    .filter(|(_, t)| t.is_live())
+                    .filter(|(t, _)| r.is_available_at(&TenantId::parse(t).unwrap(), &self.path(t)))
+                    .map(|(t, _)| (rp.clone(), t.clone()))
+                    .collect::<Vec<_>>()
+            })
+            .collect()
+    }
+
+    /// (resource provider, location) pairs where the location is usable by the provider's
+    /// owner and not yet served.
+    fn usable_locations(&self) -> Vec<Pair> {
+        self.streams(AggregateKind::ResourceProvider)
+            .filter(|(_, a)| a.is_live())
+            .flat_map(|(rp, a)| {
+                let r = a.as_resource_provider().unwrap();
+                let owner_path = self.path(r.tenant_id.as_str());
+                self.streams(AggregateKind::Location)
+                    .filter(|(_, l)| l.is_live())
+                    .filter(|(id, l)| {
+                        let l = l.as_location().unwrap();
+                        !r.locations.iter().any(|s| s.as_str() == id.as_str())
+                            && plinth_domain::aggregate::available_to(
+                                &l.tenant_id,
+                                &l.available_to,
+                                &r.tenant_id,
+                                &owner_path,
+                            )
+                    })
+                    .map(|(l, _)| (rp.clone(), l.clone()))
+                    .collect::<Vec<_>>()
+            })
+            .collect()
+    }
+
+    /// Scopes to authorize: every requested one (none named), or a subset `c` picks.
+    fn requested_scopes(&self, rp: &str) -> Option<Vec<String>> {
+        let requested = &self.store.streams.get(rp)?.as_resource_provider()?.scopes;
+        let c = self.op.c >> 1;
+        if c % 4 == 0 {
+            return None;
+        }
+        let subset: Vec<String> = requested
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| c & (1 << (i % 7)) != 0)
+            .map(|(_, s)| s.to_string())
+            .collect();
+        Some(subset).filter(|s| !s.is_empty())
+    }
+}
+
+/// Whether `id` exists in the model and is not deleted.
+pub(super) fn live(store: &MemoryStore, id: &str) -> bool {
+    store
+        .streams
+        .get(id)
+        .is_some_and(|a| a.lifecycle != Lifecycle::Deleted)
+}
+
+#[cfg(test)]
+mod tests {
+    use proptest::strategy::ValueTree;
+    use proptest::test_runner::{Config, TestRng, TestRunner};
+
+    use super::*;
+
+    /// The share of commands aimed where they take effect that must take effect: below it,
+    /// the aim is wrong (or a rule changed) and the kind's read-model paths go untested.
+    const AIMED_EFFECTIVE: f64 = 0.9;
+    /// Runs of the property test's length, and how many commands of each kind must take
+    /// effect in them all: one in every other run on average.
+    const RUNS: usize = 40;
+    const EFFECTIVE_AT_LEAST: usize = RUNS / 2;
+
+    /// Plays many runs as long as the property test's and checks that every kind of command
+    /// is drawn, takes effect where aimed, and takes effect often.
+    #[test]
+    fn every_kind_of_command_is_drawn_and_often_takes_effect() {
+        let mut runner = TestRunner::new_with_rng(
+            Config::default(),
+            TestRng::deterministic_rng(proptest::test_runner::RngAlgorithm::ChaCha),
+        );
+        let runs = proptest::collection::vec(op(), 120);
+        let mut total = Tally::default();
+        for _ in 0..RUNS {
+            let ops = runs.new_tree(&mut runner).unwrap().current();
+            for (kind, counts) in play(&ops).2 .0 {
+                total.0.entry(kind).or_default().add(counts);
+            }
+        }
+        if std::env::var("PLINTH_PROP_STATS").is_ok() {
+            for (kind, c) in &total.0 {
+                eprintln!("{kind:?}: {c:?}");
+            }
+        }
+        let weak: Vec<String> = CommandType::all()
+            .filter_map(|kind| {
+                let c = total.0.get(&kind).copied().unwrap_or_default();
+                let share = c.aimed_effective as f64 / c.aimed.max(1) as f64;
+                (share < AIMED_EFFECTIVE || c.effective < EFFECTIVE_AT_LEAST)
+                    .then(|| format!("{kind:?}: {c:?}"))
+            })
+            .collect();
+        assert!(weak.is_empty(), "kinds that rarely take effect: {weak:#?}");
+    }
+}

@@ -1,0 +1,126 @@
+//! Revoking what was given takes it away from every read built on it. Named cases beside the
+//! property test, which draws revocations at random: a read model that ignored
+//! `ProviderAuthorizationRevoked` once passed every test (issue 26).
+
+use serde_json::{json, Value};
+
+use plinth_domain::memory::MemoryStore;
+use plinth_domain::{Actor, Command, Scope};
+use plinth_test_support::LogWriter;
+
+use super::fresh_db;
+use crate::read::queries::{self, PageRequest, Viewer};
+use crate::read::ProjectionSet;
+
+/// Executes one command in the model and returns the stream it wrote.
+fn run(store: &mut MemoryStore, actor: &Actor, command: &str, data: Value) -> String {
+    let command = Command::parse(command, data).expect("well-formed command");
+    store.execute(actor, &command).expect("allowed").0
+}
+
+/// What the reads say of a resource provider in a tenant: the access check, whether the
+/// tenant's list shows it authorized (with which scopes), and the tenants it lists as served.
+async fn reads(
+    client: &deadpool_postgres::Client,
+    rp: &str,
+    tenant: &str,
+) -> (bool, Option<(bool, Vec<String>)>, Vec<String>) {
+    let all = PageRequest {
+        after: None,
+        limit: 100,
+    };
+    let scope = Scope::parse("lb:read").unwrap();
+    let access = queries::access_check(client, rp, tenant, &scope)
+        .await
+        .unwrap();
+    let listed = queries::tenant_resource_providers(client, &Viewer::Platform, tenant, &all)
+        .await
+        .unwrap()
+        .unwrap()
+        .items
+        .into_iter()
+        .find(|r| r.id == rp)
+        .map(|r| (r.authorized, r.scopes));
+    let served = queries::resource_provider_tenants(client, &Viewer::Platform, rp, &all)
+        .await
+        .unwrap()
+        .unwrap()
+        .items
+        .into_iter()
+        .map(|t| t.tenant_id)
+        .collect();
+    (access, listed, served)
+}
+
+#[tokio::test]
+async fn a_revoked_authorization_is_gone_from_every_read() {
+    let mut store = MemoryStore::default();
+    let admin = Actor {
+        user_id: store.create_user("revocations", "admin"),
+        platform_admin: true,
+    };
+    let root = run(&mut store, &admin, "CreateTenant", json!({"name": "root"}));
+    let child = run(
+        &mut store,
+        &admin,
+        "CreateTenant",
+        json!({"name": "child", "parent_id": root}),
+    );
+    let rp = run(
+        &mut store,
+        &admin,
+        "CreateResourceProvider",
+        json!({"tenant_id": root, "name": "lb", "scopes": ["lb:read"]}),
+    );
+    run(
+        &mut store,
+        &admin,
+        "MakeResourceProviderAvailable",
+        json!({"resource_provider_id": rp, "tenant_id": child}),
+    );
+    run(
+        &mut store,
+        &admin,
+        "AuthorizeResourceProvider",
+        json!({"resource_provider_id": rp, "tenant_id": child}),
+    );
+    let authorized = store.log.len();
+    run(
+        &mut store,
+        &admin,
+        "RevokeResourceProviderAuthorization",
+        json!({"resource_provider_id": rp, "tenant_id": child}),
+    );
+
+    let pool = fresh_db().await;
+    let mut writer = pool.get().await.unwrap();
+    let mut projector = pool.get().await.unwrap();
+    let mut log = LogWriter::new();
+    log.write(&mut writer, &store.log[..authorized])
+        .await
+        .unwrap();
+    super::super::runner::catch_up(&mut projector, ProjectionSet::all(), 100)
+        .await
+        .unwrap();
+    let given = (
+        true,
+        Some((true, vec!["lb:read".to_owned()])),
+        vec![child.clone()],
+    );
+    assert_eq!(reads(&projector, &rp, &child).await, given, "authorized");
+
+    log.write(&mut writer, &store.log[authorized..])
+        .await
+        .unwrap();
+    super::super::runner::catch_up(&mut projector, ProjectionSet::all(), 100)
+        .await
+        .unwrap();
+    let revoked = (false, Some((false, vec![])), vec![]);
+    assert_eq!(reads(&projector, &rp, &child).await, revoked, "revoked");
+    let left: i64 = projector
+        .query_one("select count(*) from read.rp_authorizations", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(left, 0, "rows left in read.rp_authorizations");
+}
