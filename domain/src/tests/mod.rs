@@ -815,3 +815,5 @@ mod properties {
         }
     }
 }
+
+mod folding;
