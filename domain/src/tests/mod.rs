@@ -817,3 +817,4 @@ mod properties {
 }
 
 mod folding;
+mod idempotence;
