@@ -1,15 +1,13 @@
 //! `decide`: every business rule and every authorization check. Given the state the write side
 //! loaded (and locked), a command either yields the events to append or a [`DomainError`].
 
-use std::collections::BTreeSet;
-
 use chrono::{DateTime, Utc};
 
 use crate::aggregate::{available_to, Aggregate, Body, Lifecycle};
 use crate::command::{self as cmd, Command};
 use crate::event::Event;
 use crate::id::{LocationId, ProviderId, ResourceId, ResourceProviderId, TenantId, UserId};
-use crate::values::{Role, Scope};
+use crate::values::Role;
 
 /// Who is acting.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -698,9 +696,4 @@ fn deleted_event(agg: &Aggregate) -> Event {
         },
         Body::User(_) => unreachable!("users are never deleted"),
     }
-}
-
-/// Scopes of a set, for display.
-pub fn scope_list(scopes: &BTreeSet<Scope>) -> Vec<String> {
-    scopes.iter().map(|s| s.to_string()).collect()
 }

@@ -153,7 +153,14 @@ fn metadata_commands_append_only_changes() {
         "SetStatus",
         json!({"resource_id": root, "source": "lb.example.com", "data": {"ready": true}}),
     );
-    assert_eq!(appends(&mut w, "RemoveStatus", status), ["StatusRemoved"]);
+    assert_eq!(
+        appends(&mut w, "RemoveStatus", status.clone()),
+        ["StatusRemoved"]
+    );
+    assert!(
+        appends(&mut w, "RemoveStatus", status).is_empty(),
+        "removed"
+    );
 }
 
 /// The problem `type` suffixes clients match on (`api/src/error.rs`).
