@@ -43,12 +43,10 @@ async fn dump(client: &deadpool_postgres::Client) -> BTreeMap<&'static str, Vec<
     out
 }
 
-/// The read models hold, table by table, what the model says, and answer every read as it
-/// does.
-async fn agree_with_model(
+/// The read models hold, table by table, what the model says.
+async fn tables_agree_with_model(
     client: &deadpool_postgres::Client,
     store: &plinth_domain::memory::MemoryStore,
-    users: &[plinth_domain::UserId],
 ) {
     let expected = tables::expected(store);
     let read = tables::read(client).await;
@@ -66,7 +64,6 @@ async fn agree_with_model(
             "read.{table}: missing {missing:#?}, not in the model {extra:#?}"
         );
     }
-    reads::compare_with_model(client, store, users).await;
 }
 
 async fn check(ops: Vec<draw::Op>, batch: i64) {
@@ -85,7 +82,7 @@ async fn check(ops: Vec<draw::Op>, batch: i64) {
             .await
             .unwrap();
     }
-    agree_with_model(&projector, &store, &users).await;
+    tables_agree_with_model(&projector, &store).await;
     let incremental = dump(&projector).await;
     // Full rebuild from the same log, swapped in.
     rebuild_in_batches(&pool, ProjectionSet::all(), batch + 1, |_| {})
@@ -96,14 +93,19 @@ async fn check(ops: Vec<draw::Op>, batch: i64) {
         incremental, rebuilt,
         "rebuild differs from the incremental projection"
     );
-    agree_with_model(&projector, &store, &users).await;
+    // The reads answer from the tables alone, and the tables are the same as after the
+    // incremental projection: asking them once is enough.
+    tables_agree_with_model(&projector, &store).await;
+    reads::compare_with_model(&projector, &store, &users).await;
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 12, max_shrink_iters: 64, ..ProptestConfig::default() })]
+    // Shrinking runs whole cases against PostgreSQL: bounded in time as well as in steps, so
+    // that a failure (or a mutant, scripts/mutants) is reported within a minute or so.
+    #![proptest_config(ProptestConfig { cases: 12, max_shrink_iters: 64, max_shrink_time: 30_000, ..ProptestConfig::default() })]
 
     #[test]
-    fn incremental_equals_rebuild_equals_the_naive_model(ops in prop::collection::vec(draw::op(), 1..120), batch in 1i64..6) {
+    fn incremental_equals_rebuild_equals_the_naive_model(ops in draw::ops(), batch in 1i64..6) {
         let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
         runtime.block_on(check(ops, batch));
     }
