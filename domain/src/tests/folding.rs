@@ -4,19 +4,9 @@
 
 use serde_json::json;
 
-use super::{seed, Seed, World};
+use super::{holds, seed, Seed};
 use crate::aggregate::Lifecycle;
-use crate::{DomainError, Scope, TenantId};
-
-/// Does the resource provider hold `scope` at `tenant`, as the model says?
-fn holds(w: &World, rp: &str, tenant: &str, scope: &str) -> bool {
-    let tenant_id = TenantId::parse(tenant).unwrap();
-    let path = w.store.streams[tenant].as_tenant().unwrap().path.clone();
-    w.store.streams[rp]
-        .as_resource_provider()
-        .unwrap()
-        .holds_scope(&tenant_id, &path, &Scope::parse(scope).unwrap())
-}
+use crate::DomainError;
 
 #[test]
 fn an_authorization_without_subtenants_holds_where_given_and_not_below() {

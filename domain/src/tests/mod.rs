@@ -443,6 +443,16 @@ fn availability_goes_only_to_strict_descendants_of_the_owner() {
         .is_empty());
 }
 
+/// Does the resource provider hold `scope` at `tenant`, as the model says?
+fn holds(w: &World, rp: &str, tenant: &str, scope: &str) -> bool {
+    let tenant_id = TenantId::parse(tenant).unwrap();
+    let path = w.store.streams[tenant].as_tenant().unwrap().path.clone();
+    w.store.streams[rp]
+        .as_resource_provider()
+        .unwrap()
+        .holds_scope(&tenant_id, &path, &Scope::parse(scope).unwrap())
+}
+
 struct Seed {
     w: World,
     t100: String,
@@ -564,14 +574,7 @@ fn scopes_hold_only_while_authorized_and_available() {
         "AuthorizeResourceProvider",
         json!({"resource_provider_id": rp, "tenant_id": t200, "include_subtenants": true}),
     );
-    let holds = |w: &World, tenant: &str, scope: &str| {
-        let tenant_id = TenantId::parse(tenant).unwrap();
-        let path = w.store.streams[tenant].as_tenant().unwrap().path.clone();
-        w.store.streams[&rp]
-            .as_resource_provider()
-            .unwrap()
-            .holds_scope(&tenant_id, &path, &Scope::parse(scope).unwrap())
-    };
+    let holds = |w: &World, tenant: &str, scope: &str| holds(w, &rp, tenant, scope);
     assert!(holds(&w, &t200, "loadbalancer:create"));
     assert!(
         holds(&w, &t300, "network:read"),
