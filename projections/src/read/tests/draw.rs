@@ -330,173 +330,169 @@ impl World<'_> {
     fn build(&self, n: usize) -> Option<Value> {
         use AggregateKind::{Location as L, Provider as P, ResourceProvider as R, Tenant as T};
         use CommandType as K;
-        let Op { a, b, c, .. } = *self.op;
-        let flag = c % 2 == 0;
+        let Op { b, c, .. } = *self.op;
         let description = (c % 3 != 0).then(|| format!("d{}", c % 3));
-        Some(match self.op.kind {
-            K::CreateTenant => {
-                let (live, _) = self.ids(T);
-                let parent = if c % 8 == 0 { None } else { pick(&live, a) };
-                self.aimed.set(true);
-                json!({"name": format!("t{n}"), "parent_id": parent, "description": description})
-            }
-            K::UpdateTenant => {
-                let (live, all) = self.ids(T);
-                let id = self.aim(live, all, a)?;
-                json!({"tenant_id": id, "name": format!("n{}", b % 4), "description": description})
-            }
-            K::DeleteTenant => {
-                let id = self.aim(self.deletable(T), self.ids(T).1, a)?;
-                json!({"tenant_id": id})
-            }
+        let renamed = |prefix: &str| {
+            let name = format!("{prefix}{}", b % 4);
+            json!({"name": name, "description": description})
+        };
+        let (rp, tenant, location) = ("resource_provider_id", "tenant_id", "location_id");
+        match self.op.kind {
+            K::CreateTenant => Some(self.create_tenant(n, description)),
+            K::UpdateTenant => self.one(tenant, self.ids(T), renamed("n")),
+            K::DeleteTenant => self.delete(T, tenant),
             K::GrantTenantAccess => {
-                let (live, all) = self.ids(T);
                 let role = ["viewer", "editor", "admin"][c as usize % 3];
-                json!({"tenant_id": self.aim(live, all, a)?, "user_id": pick(self.users, b)?, "role": role})
+                let user = pick(self.users, b)?;
+                self.one(tenant, self.ids(T), json!({"user_id": user, "role": role}))
             }
             K::RevokeTenantAccess => {
-                let granted = self.held(T, |t| {
-                    t.as_tenant().unwrap().grants.keys().cloned().collect()
-                });
-                let all = self.pairs(T, AggregateKind::User);
-                let (t, user) = self.aim(granted, all, a)?;
-                json!({"tenant_id": t, "user_id": user})
+                let granted = self.held(T, grants);
+                self.pair(
+                    (tenant, "user_id"),
+                    granted,
+                    self.pairs(T, AggregateKind::User),
+                )
             }
-            K::CreateLocation => {
-                // Half the time beside a resource provider, which may then serve it.
-                let owners: Vec<String> = self
-                    .streams(R)
-                    .filter(|(_, r)| r.is_live())
-                    .filter_map(|(_, r)| r.owner_id())
-                    .collect();
-                let owner = if b % 2 == 0 && !owners.is_empty() {
-                    pick(&owners, a)
-                } else {
-                    self.aim(self.parents(), self.ids(T).1, a)
-                };
-                json!({"tenant_id": owner?, "name": "l", "description": description})
-            }
-            K::UpdateLocation => {
-                let (live, all) = self.ids(L);
-                json!({"location_id": self.aim(live, all, a)?, "name": format!("l{}", b % 4), "description": description})
-            }
-            K::DeleteLocation => {
-                json!({"location_id": self.aim(self.deletable(L), self.ids(L).1, a)?})
-            }
-            K::MakeLocationAvailable => {
-                let (l, t) = self.aim(self.availability_targets(L, flag), self.pairs(L, T), a)?;
-                json!({"location_id": l, "tenant_id": t, "include_subtenants": flag})
-            }
-            K::RevokeLocationAvailability => {
-                let given = self.held(L, |l| {
-                    l.as_location()
-                        .unwrap()
-                        .available_to
-                        .keys()
-                        .cloned()
-                        .collect()
-                });
-                let (l, t) = self.aim(given, self.pairs(L, T), a)?;
-                json!({"location_id": l, "tenant_id": t})
-            }
+            K::CreateLocation => self.create_location(description),
+            K::UpdateLocation => self.one(location, self.ids(L), renamed("l")),
+            K::DeleteLocation => self.delete(L, location),
+            K::MakeLocationAvailable => self.make_available(L, location),
+            K::RevokeLocationAvailability => self.pair(
+                (location, tenant),
+                self.held(L, available),
+                self.pairs(L, T),
+            ),
             K::CreateResourceProvider => {
-                let owner = self.aim(self.parents(), self.ids(T).1, a)?;
-                json!({"tenant_id": owner, "name": "rp", "scopes": scope_set(1 + c % 15)})
+                let scopes = json!({"name": "rp", "scopes": scope_set(1 + c % 15)});
+                self.one(tenant, (self.parents(), self.ids(T).1), scopes)
             }
-            K::UpdateResourceProvider => {
-                let (live, all) = self.ids(R);
-                json!({"resource_provider_id": self.aim(live, all, a)?, "name": format!("rp{}", b % 4), "description": description})
-            }
-            K::DeleteResourceProvider => {
-                json!({"resource_provider_id": self.aim(self.deletable(R), self.ids(R).1, a)?})
-            }
-            K::MakeResourceProviderAvailable => {
-                let (rp, t) = self.aim(self.availability_targets(R, flag), self.pairs(R, T), a)?;
-                json!({"resource_provider_id": rp, "tenant_id": t, "include_subtenants": flag})
-            }
+            K::UpdateResourceProvider => self.one(rp, self.ids(R), renamed("rp")),
+            K::DeleteResourceProvider => self.delete(R, rp),
+            K::MakeResourceProviderAvailable => self.make_available(R, rp),
             K::RevokeResourceProviderAvailability => {
-                let given = self.held(R, |r| {
-                    r.as_resource_provider()
-                        .unwrap()
-                        .available_to
-                        .keys()
-                        .cloned()
-                        .collect()
-                });
-                let (rp, t) = self.aim(given, self.pairs(R, T), a)?;
-                json!({"resource_provider_id": rp, "tenant_id": t})
+                self.pair((rp, tenant), self.held(R, available), self.pairs(R, T))
             }
             K::AddResourceProviderLocation => {
-                let (rp, l) = self.aim(self.usable_locations(), self.pairs(R, L), a)?;
-                json!({"resource_provider_id": rp, "location_id": l})
+                self.pair((rp, location), self.usable_locations(), self.pairs(R, L))
             }
             K::RemoveResourceProviderLocation => {
-                let served = self.held(R, |r| {
-                    r.as_resource_provider()
-                        .unwrap()
-                        .locations
-                        .iter()
-                        .cloned()
-                        .collect()
-                });
-                let (rp, l) = self.aim(served, self.pairs(R, L), a)?;
-                json!({"resource_provider_id": rp, "location_id": l})
+                self.pair((rp, location), self.held(R, served), self.pairs(R, L))
             }
-            K::AuthorizeResourceProvider => {
-                let (rp, t) = self.aim(self.rp_tenants(), self.pairs(R, T), a)?;
-                json!({"resource_provider_id": rp, "tenant_id": t, "include_subtenants": flag, "scopes": self.requested_scopes(&rp)})
-            }
+            K::AuthorizeResourceProvider => self.authorize(),
             K::RevokeResourceProviderAuthorization => {
-                let authorized = self.held(R, |r| {
-                    r.as_resource_provider()
-                        .unwrap()
-                        .authorizations
-                        .keys()
-                        .cloned()
-                        .collect()
-                });
-                let (rp, t) = self.aim(authorized, self.pairs(R, T), a)?;
-                json!({"resource_provider_id": rp, "tenant_id": t})
+                self.pair((rp, tenant), self.held(R, authorized), self.pairs(R, T))
             }
             K::RegisterProvider => {
-                let (rp, t) = self.aim(self.rp_tenants(), self.pairs(R, T), a)?;
-                json!({"tenant_id": t, "resource_provider_id": rp, "name": "p"})
+                let v = self.pair((rp, tenant), self.rp_tenants(), self.pairs(R, T))?;
+                Some(merge(v, json!({"name": "p"})))
             }
-            K::UnregisterProvider => {
-                let (live, all) = self.ids(P);
-                json!({"provider_id": self.aim(live, all, a)?})
-            }
+            K::UnregisterProvider => self.one("provider_id", self.ids(P), json!({})),
             K::SetAnnotation => {
-                let (live, all) = self.resources();
-                json!({"resource_id": self.aim(live, all, a)?, "key": format!("k{}", c % 3), "value": format!("v{}", b % 3)})
+                let value = json!({"key": format!("k{}", c % 3), "value": format!("v{}", b % 3)});
+                self.one("resource_id", self.resources(), value)
             }
             K::RemoveAnnotation => {
-                let (held, all) =
-                    self.metadata_pairs("k", |r| r.metadata.annotations.keys().cloned().collect());
-                let (r, key) = self.aim(held, all, a)?;
-                json!({"resource_id": r, "key": key})
+                let (held, all) = self.metadata_pairs("k", annotations);
+                self.pair(("resource_id", "key"), held, all)
             }
             K::SetStatus => {
-                let (live, all) = self.resources();
-                json!({"resource_id": self.aim(live, all, a)?, "source": format!("s{}", c % 3), "data": {"n": b % 3}})
+                let status = json!({"source": format!("s{}", c % 3), "data": {"n": b % 3}});
+                self.one("resource_id", self.resources(), status)
             }
             K::RemoveStatus => {
-                let (held, all) =
-                    self.metadata_pairs("s", |r| r.metadata.statuses.keys().cloned().collect());
-                let (r, source) = self.aim(held, all, a)?;
-                json!({"resource_id": r, "source": source})
+                let (held, all) = self.metadata_pairs("s", statuses);
+                self.pair(("resource_id", "source"), held, all)
             }
             K::AddFinalizer => {
-                let (live, all) = self.resources();
-                json!({"resource_id": self.aim(live, all, a)?, "finalizer": format!("f{}", c % 3)})
+                let finalizer = json!({"finalizer": format!("f{}", c % 3)});
+                self.one("resource_id", self.resources(), finalizer)
             }
             K::RemoveFinalizer => {
-                let (held, all) =
-                    self.metadata_pairs("f", |r| r.metadata.finalizers.iter().cloned().collect());
-                let (r, finalizer) = self.aim(held, all, a)?;
-                json!({"resource_id": r, "finalizer": finalizer})
+                let (held, all) = self.metadata_pairs("f", finalizers);
+                self.pair(("resource_id", "finalizer"), held, all)
             }
-        })
+        }
+    }
+
+    /// `{field: id}` with the id aimed among `(effective, all)`, and `rest`'s fields.
+    fn one(
+        &self,
+        field: &str,
+        (effective, all): (Vec<String>, Vec<String>),
+        rest: Value,
+    ) -> Option<Value> {
+        let id = self.aim(effective, all, self.op.a)?;
+        Some(merge(json!({field: id}), rest))
+    }
+
+    /// `{first: x, second: y}` with the pair aimed among `effective` and `all`.
+    fn pair(
+        &self,
+        (first, second): (&str, &str),
+        effective: Vec<Pair>,
+        all: Vec<Pair>,
+    ) -> Option<Value> {
+        let (x, y) = self.aim(effective, all, self.op.a)?;
+        Some(json!({first: x, second: y}))
+    }
+
+    /// A live resource without dependents, aimed.
+    fn delete(&self, kind: AggregateKind, field: &str) -> Option<Value> {
+        self.one(field, (self.deletable(kind), self.ids(kind).1), json!({}))
+    }
+
+    /// A live location or resource provider and a tenant below its owner, aimed.
+    fn make_available(&self, kind: AggregateKind, field: &str) -> Option<Value> {
+        let flag = self.op.c % 2 == 0;
+        let targets = self.availability_targets(kind, flag);
+        let all = self.pairs(kind, AggregateKind::Tenant);
+        let v = self.pair((field, "tenant_id"), targets, all)?;
+        Some(merge(v, json!({"include_subtenants": flag})))
+    }
+
+    /// A resource provider and a tenant where it is available, aimed; all its requested
+    /// scopes or some of them.
+    fn authorize(&self) -> Option<Value> {
+        let all = self.pairs(AggregateKind::ResourceProvider, AggregateKind::Tenant);
+        let v = self.pair(
+            ("resource_provider_id", "tenant_id"),
+            self.rp_tenants(),
+            all,
+        )?;
+        let scopes = self.requested_scopes(v["resource_provider_id"].as_str()?);
+        let more = json!({"include_subtenants": self.op.c % 2 == 0, "scopes": scopes});
+        Some(merge(v, more))
+    }
+
+    /// A root one time in eight, else below a live tenant.
+    fn create_tenant(&self, n: usize, description: Option<String>) -> Value {
+        let Op { a, c, .. } = *self.op;
+        let parent = if c % 8 == 0 {
+            None
+        } else {
+            pick(&self.ids(AggregateKind::Tenant).0, a)
+        };
+        self.aimed.set(true);
+        json!({"name": format!("t{n}"), "parent_id": parent, "description": description})
+    }
+
+    /// Half the time beside a resource provider, which may then serve it; else in a tenant
+    /// with sub-tenants, where it may then be made available.
+    fn create_location(&self, description: Option<String>) -> Option<Value> {
+        let Op { a, b, .. } = *self.op;
+        let owners: Vec<String> = self
+            .streams(AggregateKind::ResourceProvider)
+            .filter(|(_, r)| r.is_live())
+            .filter_map(|(_, r)| r.owner_id())
+            .collect();
+        let owner = if b % 2 == 0 && !owners.is_empty() {
+            self.aimed.set(true);
+            pick(&owners, a)
+        } else {
+            self.aim(self.parents(), self.ids(AggregateKind::Tenant).1, a)
+        };
+        Some(json!({"tenant_id": owner?, "name": "l", "description": description}))
     }
 
     /// (resource provider, tenant) pairs where the provider is available: where it may be
@@ -556,6 +552,58 @@ impl World<'_> {
             .collect();
         Some(subset).filter(|s| !s.is_empty())
     }
+}
+
+/// `base` with `more`'s fields added.
+fn merge(mut base: Value, more: Value) -> Value {
+    let (Value::Object(base_fields), Value::Object(more)) = (&mut base, more) else {
+        unreachable!("payloads are objects")
+    };
+    base_fields.extend(more);
+    base
+}
+
+// What a stream holds that a command can take back.
+fn grants(a: &Aggregate) -> Vec<UserId> {
+    a.as_tenant().unwrap().grants.keys().cloned().collect()
+}
+
+fn available(a: &Aggregate) -> Vec<TenantId> {
+    match &a.body {
+        Body::Location(l) => l.available_to.keys().cloned().collect(),
+        Body::ResourceProvider(r) => r.available_to.keys().cloned().collect(),
+        _ => unreachable!("only locations and resource providers are made available"),
+    }
+}
+
+fn served(a: &Aggregate) -> Vec<plinth_domain::LocationId> {
+    a.as_resource_provider()
+        .unwrap()
+        .locations
+        .iter()
+        .cloned()
+        .collect()
+}
+
+fn authorized(a: &Aggregate) -> Vec<TenantId> {
+    a.as_resource_provider()
+        .unwrap()
+        .authorizations
+        .keys()
+        .cloned()
+        .collect()
+}
+
+fn annotations(a: &Aggregate) -> Vec<plinth_domain::values::QualifiedName> {
+    a.metadata.annotations.keys().cloned().collect()
+}
+
+fn statuses(a: &Aggregate) -> Vec<plinth_domain::values::QualifiedName> {
+    a.metadata.statuses.keys().cloned().collect()
+}
+
+fn finalizers(a: &Aggregate) -> Vec<plinth_domain::values::QualifiedName> {
+    a.metadata.finalizers.iter().cloned().collect()
 }
 
 /// Whether `id` exists in the model and is not deleted.

@@ -102,7 +102,12 @@ async fn check(ops: Vec<draw::Op>, batch: i64) {
 proptest! {
     // Shrinking runs whole cases against PostgreSQL: bounded in time as well as in steps, so
     // that a failure (or a mutant, scripts/mutants) is reported within a minute or so.
-    #![proptest_config(ProptestConfig { cases: 12, max_shrink_iters: 64, max_shrink_time: 30_000, ..ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig {
+        cases: 12,
+        max_shrink_iters: 64,
+        max_shrink_time: 30_000,
+        ..ProptestConfig::default()
+    })]
 
     #[test]
     fn incremental_equals_rebuild_equals_the_naive_model(ops in draw::ops(), batch in 1i64..6) {
