@@ -1,6 +1,6 @@
-//! Revoking what was given takes it away from every read built on it. Named cases beside the
-//! property test, which draws revocations at random: a read model that ignored
-//! `ProviderAuthorizationRevoked` once passed every test (issue 26).
+//! Revoking what was given, or deleting what held it, takes it away from every read built on
+//! it. Named cases beside the property test, which draws these at random: a read model that
+//! ignored `ProviderAuthorizationRevoked` once passed every test (issue 26).
 
 use serde_json::{json, Value};
 
@@ -44,12 +44,66 @@ async fn reads(
     let served = queries::resource_provider_tenants(client, &Viewer::Platform, rp, &all)
         .await
         .unwrap()
-        .unwrap()
-        .items
-        .into_iter()
-        .map(|t| t.tenant_id)
-        .collect();
+        .map(|page| page.items.into_iter().map(|t| t.tenant_id).collect())
+        .unwrap_or_default();
     (access, listed, served)
+}
+
+/// Projects `events` (the log's next part) and returns what the reads then say.
+async fn project_and_read(
+    pool: &deadpool_postgres::Pool,
+    log: &mut LogWriter,
+    events: &[(String, plinth_domain::Event)],
+    rp: &str,
+    tenant: &str,
+) -> (bool, Option<(bool, Vec<String>)>, Vec<String>) {
+    let mut writer = pool.get().await.unwrap();
+    let mut projector = pool.get().await.unwrap();
+    log.write(&mut writer, events).await.unwrap();
+    super::super::runner::catch_up(&mut projector, ProjectionSet::all(), 100)
+        .await
+        .unwrap();
+    reads(&projector, rp, tenant).await
+}
+
+#[tokio::test]
+async fn a_deleted_resource_provider_holds_nothing_and_is_listed_nowhere() {
+    let mut store = MemoryStore::default();
+    let admin = Actor {
+        user_id: store.create_user("revocations", "admin"),
+        platform_admin: true,
+    };
+    let root = run(&mut store, &admin, "CreateTenant", json!({"name": "root"}));
+    let rp = run(
+        &mut store,
+        &admin,
+        "CreateResourceProvider",
+        json!({"tenant_id": root, "name": "lb", "scopes": ["lb:read"]}),
+    );
+    run(
+        &mut store,
+        &admin,
+        "AuthorizeResourceProvider",
+        json!({"resource_provider_id": rp, "tenant_id": root}),
+    );
+    let authorized = store.log.len();
+    run(
+        &mut store,
+        &admin,
+        "DeleteResourceProvider",
+        json!({"resource_provider_id": rp}),
+    );
+    let pool = fresh_db().await;
+    let mut log = LogWriter::new();
+    let given = (
+        true,
+        Some((true, vec!["lb:read".to_owned()])),
+        vec![root.clone()],
+    );
+    let read = project_and_read(&pool, &mut log, &store.log[..authorized], &rp, &root).await;
+    assert_eq!(read, given, "authorized");
+    let read = project_and_read(&pool, &mut log, &store.log[authorized..], &rp, &root).await;
+    assert_eq!(read, (false, None, vec![]), "deleted");
 }
 
 #[tokio::test]
