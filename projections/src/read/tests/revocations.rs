@@ -178,3 +178,53 @@ async fn a_revoked_authorization_is_gone_from_every_read() {
         .get(0);
     assert_eq!(left, 0, "rows left in read.rp_authorizations");
 }
+
+/// The locations `rp` serves, as `read.rp_locations` holds them.
+async fn served(pool: &deadpool_postgres::Pool, rp: &str) -> Vec<String> {
+    let client = pool.get().await.unwrap();
+    let rows = client
+        .query(
+            "select location_id from read.rp_locations where rp_id = $1 order by 1",
+            &[&rp],
+        )
+        .await
+        .unwrap();
+    rows.iter().map(|r| r.get(0)).collect()
+}
+
+#[tokio::test]
+async fn a_location_served_then_removed_is_served_no_more() {
+    let mut store = MemoryStore::default();
+    let admin = Actor {
+        user_id: store.create_user("revocations", "admin"),
+        platform_admin: true,
+    };
+    let root = run(&mut store, &admin, "CreateTenant", json!({"name": "root"}));
+    let rp = run(
+        &mut store,
+        &admin,
+        "CreateResourceProvider",
+        json!({"tenant_id": root, "name": "lb", "scopes": ["lb:read"]}),
+    );
+    let ny = run(
+        &mut store,
+        &admin,
+        "CreateLocation",
+        json!({"tenant_id": root, "name": "ny"}),
+    );
+    let serve = json!({"resource_provider_id": rp, "location_id": ny});
+    run(
+        &mut store,
+        &admin,
+        "AddResourceProviderLocation",
+        serve.clone(),
+    );
+    let added = store.log.len();
+    run(&mut store, &admin, "RemoveResourceProviderLocation", serve);
+    let pool = fresh_db().await;
+    let mut log = LogWriter::new();
+    project_and_read(&pool, &mut log, &store.log[..added], &rp, &root).await;
+    assert_eq!(served(&pool, &rp).await, [ny.clone()], "added");
+    project_and_read(&pool, &mut log, &store.log[added..], &rp, &root).await;
+    assert_eq!(served(&pool, &rp).await, Vec::<String>::new(), "removed");
+}
