@@ -224,7 +224,7 @@ async fn a_location_served_then_removed_is_served_no_more() {
     let pool = fresh_db().await;
     let mut log = LogWriter::new();
     project_and_read(&pool, &mut log, &store.log[..added], &rp, &root).await;
-    assert_eq!(served(&pool, &rp).await, [ny.clone()], "added");
+    assert_eq!(served(&pool, &rp).await, [ny], "added");
     project_and_read(&pool, &mut log, &store.log[added..], &rp, &root).await;
     assert_eq!(served(&pool, &rp).await, Vec::<String>::new(), "removed");
 }
