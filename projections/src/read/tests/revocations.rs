@@ -228,3 +228,40 @@ async fn a_location_served_then_removed_is_served_no_more() {
     project_and_read(&pool, &mut log, &store.log[added..], &rp, &root).await;
     assert_eq!(served(&pool, &rp).await, Vec::<String>::new(), "removed");
 }
+
+#[tokio::test]
+async fn a_resource_provider_whose_deletion_waits_on_a_finalizer_reads_as_deleting() {
+    let mut store = MemoryStore::default();
+    let admin = Actor {
+        user_id: store.create_user("revocations", "admin"),
+        platform_admin: true,
+    };
+    let root = run(&mut store, &admin, "CreateTenant", json!({"name": "root"}));
+    let rp = run(
+        &mut store,
+        &admin,
+        "CreateResourceProvider",
+        json!({"tenant_id": root, "name": "lb", "scopes": ["lb:read"]}),
+    );
+    let finalizer = json!({"resource_id": rp, "finalizer": "ops/drain"});
+    run(&mut store, &admin, "AddFinalizer", finalizer);
+    run(
+        &mut store,
+        &admin,
+        "DeleteResourceProvider",
+        json!({"resource_provider_id": rp}),
+    );
+    let pool = fresh_db().await;
+    let mut log = LogWriter::new();
+    project_and_read(&pool, &mut log, &store.log, &rp, &root).await;
+    let client = pool.get().await.unwrap();
+    let lifecycle: String = client
+        .query_one(
+            "select lifecycle from read.resource_providers where id = $1",
+            &[&rp],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(lifecycle, "deleting");
+}
