@@ -10,8 +10,8 @@
 //!   [`listen`] keeps a LISTEN connection up and turns each notification into a wake-up. The
 //!   payload carries nothing, so a wake-up only says "look again".
 //! - **the eager re-reads.** A notified event may not be readable yet: the tail shows it only
-//!   once no older transaction is running anywhere in the cluster, and that older transaction
-//!   may write no events (and so never notify). After a wake-up the follower looks again after
+//!   once no older transaction that can write this database is running (ADR 0023), and that
+//!   older transaction may write no events (and so never notify). After a wake-up the follower looks again after
 //!   1, 2, 4 … ms, at most 100 ms apart, until a poll interval has passed since the wake-up.
 //! - **the poll**, for lost notifications and for when no LISTEN connection can be had.
 //!

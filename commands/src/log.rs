@@ -4,11 +4,14 @@
 //! **The order rule.** Positions come from a sequence, so a transaction can commit an event
 //! with a lower position after a reader has already seen higher ones. A tail reader therefore
 //! orders by `(tx, position)` and reads only events whose transaction is older than the oldest
-//! transaction still running anywhere in the cluster (the snapshot's xmin): everything before
-//! the returned events is final, so no later commit can land behind a checkpoint, and a
-//! transaction that rolls back simply never appears, so it blocks nobody. `AFTER`,
-//! `SETTLED` and `ORDER` below are that rule; every reader that pages through the global log
-//! (projectors, relays, rebuild, audit) builds its statement from them.
+//! transaction still running that can write to this database (the horizon of `log_horizon`,
+//! migration V50: the reading snapshot's running ids, less those held by backends of other
+//! databases): everything before the returned events is final, so no later commit can land
+//! behind a checkpoint, and a transaction that rolls back simply never appears, so it blocks
+//! nobody. Transactions in other databases of the same cluster cannot write this log, so they
+//! hold nobody back (docs/adr/0023-log-horizon-per-database.md). `AFTER`, `SETTLED` and
+//! `ORDER` below are that rule; every reader that pages through the global log (projectors,
+//! relays, rebuild, audit) builds its statement from them.
 //!
 //! That order is also each stream's version order and causal order (every event after the
 //! events its command read) only because writers take their transaction id after their stream
@@ -33,8 +36,10 @@ use crate::model::{Checkpoint, EventMetadata, StoredEvent};
 
 /// Events after the checkpoint `($1, $2)` in log order.
 const AFTER: &str = "(tx, position) > ($1, $2)";
-/// Events no running transaction can still precede: see the module comment.
-const SETTLED: &str = "tx < pg_snapshot_xmin(pg_current_snapshot())::text::bigint";
+/// Events no running transaction of this database can still precede: see the module comment.
+/// A scalar subquery, so that the (volatile) horizon is computed once per statement, from the
+/// statement's own snapshot, and bounds the (tx, position) index scan.
+const SETTLED: &str = "tx < (select log_horizon(pg_current_snapshot()))";
 /// The log's order, for `order by`.
 const ORDER: &str = "tx, position";
 

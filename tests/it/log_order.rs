@@ -9,11 +9,13 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
-use plinth_commands::{lock_streams, EventStore, StoredEvent};
+use plinth_commands::{lock_streams, read_after, Checkpoint, EventStore, StoredEvent};
 use serde_json::{json, Value};
 use tokio_postgres::Transaction;
 
-use crate::support::{events_eventually, spawn_app, test_db, TestApp};
+use crate::support::{
+    committed_events, events_eventually, spawn_app, test_db, NeighbourTransaction, TestApp,
+};
 
 /// The streams whose versions come out of order in `events`, with the offending pair.
 pub fn version_inversions(events: &[StoredEvent]) -> Vec<(String, i64, i64)> {
@@ -263,4 +265,183 @@ async fn read_at(app: &TestApp, token: &str, path: &str, position: i64) -> Value
         .await;
     assert_eq!(reply.status, 200, "GET {path}: {reply:?}");
     reply.body
+}
+
+/// A transaction in another database of the cluster can never write this log, so it holds no
+/// reader back (ADR 0023): with the snapshot's xmin as the horizon, the event below stayed
+/// unreadable for as long as the neighbour ran.
+#[tokio::test]
+async fn a_long_transaction_in_another_database_holds_no_reader_back() {
+    let neighbour = NeighbourTransaction::open().await;
+    let db = test_db().await;
+    let mut client = db.pool.get().await.unwrap();
+    let tx = client.transaction().await.unwrap();
+    append(&tx, "stream-a", 1, json!({})).await;
+    tx.commit().await.unwrap();
+
+    let events = events_eventually(&db.pool, 1).await;
+    assert!(
+        events[0].tx > neighbour.xid,
+        "the event must be younger than the neighbour for this test to mean anything"
+    );
+    neighbour.end().await;
+}
+
+/// Gap safety with the per-database horizon: a running transaction of *this* database still
+/// hides every later one, even while an older transaction of another database runs (the
+/// horizon is the oldest of this database's, not the newest id seen).
+#[tokio::test]
+async fn a_running_writer_of_this_database_still_holds_readers_back() {
+    let neighbour = NeighbourTransaction::open().await;
+    let db = test_db().await;
+    let (mut first, mut second) = (db.pool.get().await.unwrap(), db.pool.get().await.unwrap());
+    let early = first.transaction().await.unwrap();
+    append(&early, "stream-early", 1, json!({})).await;
+    let late = second.transaction().await.unwrap();
+    append(&late, "stream-late", 1, json!({})).await;
+    late.commit().await.unwrap();
+
+    let reader = db.pool.get().await.unwrap();
+    let seen = read_after(&reader, Checkpoint::default(), 100)
+        .await
+        .unwrap();
+    assert!(
+        seen.is_empty(),
+        "read past a running transaction of this database: {:?}",
+        seen.iter().map(|e| &e.stream_id).collect::<Vec<_>>()
+    );
+
+    early.commit().await.unwrap();
+    let order: Vec<String> = events_eventually(&db.pool, 2)
+        .await
+        .into_iter()
+        .map(|e| e.stream_id)
+        .collect();
+    assert_eq!(order, ["stream-early", "stream-late"]);
+    neighbour.end().await;
+}
+
+/// The horizon under concurrency: writers of this database (some rolling back) and short
+/// transactions of another database interleave, behind a long one of that other database,
+/// while a reader tails the log from its own checkpoint. The reader must see every committed
+/// event exactly once, in strictly increasing (tx, position): a horizon that let it past a
+/// running writer of this database would make it skip that writer's events for good.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_tail_reader_misses_nothing_while_both_databases_write() {
+    const WRITERS: usize = 8;
+    const TRANSACTIONS: usize = 60;
+    let neighbour = NeighbourTransaction::open().await;
+    let db = test_db().await;
+    let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+
+    let mut writers = Vec::new();
+    for w in 0..WRITERS {
+        let pool = db.pool.clone();
+        writers.push(tokio::spawn(async move {
+            let mut client = pool.get().await.unwrap();
+            let mut version = 0;
+            for t in 0..TRANSACTIONS {
+                let tx = client.transaction().await.unwrap();
+                append(&tx, &format!("stream-{w}"), version + 1, json!({})).await;
+                // Stay running for a moment, so that readers meet running writers.
+                tokio::time::sleep(Duration::from_millis(((w + t) % 4) as u64)).await;
+                if (w + t) % 7 == 0 {
+                    tx.rollback().await.unwrap();
+                } else {
+                    tx.commit().await.unwrap();
+                    version += 1;
+                }
+            }
+        }));
+    }
+    let mut churn = Vec::new();
+    for c in 0..2u64 {
+        let (url, done) = (neighbour.url().to_owned(), done.clone());
+        churn.push(tokio::spawn(async move {
+            let (client, connection) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
+                .await
+                .unwrap();
+            tokio::spawn(connection);
+            let mut n = c;
+            while !done.load(std::sync::atomic::Ordering::Relaxed) {
+                client.batch_execute("begin").await.unwrap();
+                client
+                    .query_one("select pg_current_xact_id()", &[])
+                    .await
+                    .unwrap();
+                tokio::time::sleep(Duration::from_millis(n % 3)).await;
+                client.batch_execute("commit").await.unwrap();
+                n += 1;
+            }
+        }));
+    }
+
+    let reader = db.pool.get().await.unwrap();
+    let mut seen: Vec<StoredEvent> = Vec::new();
+    let mut after = Checkpoint::default();
+    while writers.iter().any(|w| !w.is_finished()) {
+        if tail(&reader, &mut after, &mut seen).await == 0 {
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+    }
+    for w in writers {
+        w.await.unwrap();
+    }
+    done.store(true, std::sync::atomic::Ordering::Relaxed);
+    for c in churn {
+        c.await.unwrap();
+    }
+    let committed = committed_events(&db.pool).await as usize;
+    // What is left is readable once this database's writers are done (up to 30 s of other
+    // work in this database, such as an autovacuum's analyze).
+    for _ in 0..3000 {
+        if seen.len() >= committed {
+            break;
+        }
+        if tail(&reader, &mut after, &mut seen).await == 0 {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
+    let places: Vec<(i64, i64)> = seen.iter().map(|e| (e.tx, e.position)).collect();
+    assert!(
+        places.windows(2).all(|p| p[0] < p[1]),
+        "the tail went backwards or repeated itself"
+    );
+    let ids: std::collections::HashSet<uuid::Uuid> = seen.iter().map(|e| e.event_id).collect();
+    let all: std::collections::HashSet<uuid::Uuid> = db
+        .pool
+        .get()
+        .await
+        .unwrap()
+        .query("select event_id from events", &[])
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    let missed = all.difference(&ids).count();
+    assert_eq!(
+        missed,
+        0,
+        "the tail skipped {missed} of {} committed events",
+        all.len()
+    );
+    assert!(version_inversions(&seen).is_empty());
+    neighbour.end().await;
+}
+
+/// One read of the tail after `after`, moving it on: how many events it found.
+async fn tail(
+    reader: &deadpool_postgres::Client,
+    after: &mut Checkpoint,
+    seen: &mut Vec<StoredEvent>,
+) -> usize {
+    let batch = read_after(reader, *after, 7).await.unwrap();
+    if let Some(last) = batch.last() {
+        *after = last.checkpoint();
+    }
+    let found = batch.len();
+    seen.extend(batch);
+    found
 }

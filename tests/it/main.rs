@@ -35,5 +35,6 @@ mod seed;
 mod shared_reads;
 mod soak;
 mod time_travel;
+mod under_load;
 mod user_ids;
 mod write_cache;

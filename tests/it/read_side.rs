@@ -995,19 +995,22 @@ async fn audit_pages_never_skip_an_event_that_commits_after_a_later_page_was_rea
     let (mut seen, cursor) = pages(&app, &admin, "/v1/audit?limit=1", None).await;
     late.commit().await.unwrap();
     let client = app.db.pool.get().await.unwrap();
-    // Pages show events once no older transaction runs anywhere in the cluster (other tests
-    // share it): wait for that, as any reader of the log does.
+    // Pages show events once no older transaction that can write this database's log runs
+    // (`log_horizon`, ADR 0023): wait for that, as any reader of the log does.
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
     while !client
         .query_one(
-            "select bool_and(tx < pg_snapshot_xmin(pg_current_snapshot())::text::bigint) from events",
+            "select bool_and(tx < (select log_horizon(pg_current_snapshot()))) from events",
             &[],
         )
         .await
         .unwrap()
         .get::<_, bool>(0)
     {
-        assert!(std::time::Instant::now() < deadline, "the log never settled");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the log never settled"
+        );
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     }
     seen.extend(pages(&app, &admin, "/v1/audit?limit=1", cursor).await.0);

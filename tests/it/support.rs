@@ -57,12 +57,12 @@ pub async fn synthetic_platform(
 }
 
 /// The secret test apps sign development tokens with.
-/// The snapshot horizon the gap-safe tail waits on is the whole cluster's: while any test holds
-/// a transaction open on purpose, no other test's new events can be read, and nothing notifies
-/// when they become readable. Tests that bound how soon an event is seen hold this for
-/// reading; tests that hold the horizon back hold it for writing, so the two never overlap.
-/// So do tests that keep every core busy for seconds (`plinth seed`), which would stretch
-/// those bounds just the same.
+/// Tests that bound how soon an event is seen hold this for reading; tests that keep every core
+/// busy for seconds (`plinth seed`, a CPU hog), which would stretch those bounds, hold it for
+/// writing, so the two never overlap. (It was first for tests that hold a transaction open on
+/// purpose: the gap-safe tail's horizon was the whole cluster's, so one test's open transaction
+/// stalled every other test's readers. Since ADR 0023 the horizon is per database; those tests
+/// still hold it, harmlessly.)
 pub static HORIZON: tokio::sync::RwLock<()> = tokio::sync::RwLock::const_new(());
 
 pub const SECRET: &str = "test-secret";
@@ -252,8 +252,8 @@ pub fn run_plinth(args: &[&str]) -> (bool, String) {
 }
 
 /// Every event committed before the call, in the order every reader (projectors, relay, audit)
-/// reads it. The gap-safe tail hides a committed event while any older transaction of the
-/// cluster runs (another test's, say), so this reads until it shows at least as many events as
+/// reads it. The gap-safe tail hides a committed event while any older transaction of this
+/// database runs (an autovacuum's analyze, say), so this reads until it shows at least as many events as
 /// `events` held when it was called (a CI run once failed on a single read, up to 30 s here).
 pub async fn all_events(pool: &Pool) -> Vec<plinth_commands::StoredEvent> {
     let committed = committed_events(pool).await;
@@ -288,7 +288,7 @@ async fn read_log(pool: &Pool) -> Vec<plinth_commands::StoredEvent> {
 }
 
 /// The log once its tail shows at least `n` events: the tail waits for the oldest transaction
-/// running anywhere in the cluster, so parallel tests delay it briefly (up to 30 s here).
+/// running in this database (ADR 0023), which may delay it briefly (up to 30 s here).
 pub async fn events_eventually(pool: &Pool, n: usize) -> Vec<plinth_commands::StoredEvent> {
     for _ in 0..3000 {
         let events = read_log(pool).await;
@@ -298,4 +298,84 @@ pub async fn events_eventually(pool: &Pool, n: usize) -> Vec<plinth_commands::St
         tokio::time::sleep(std::time::Duration::from_millis(10)).await;
     }
     panic!("the log never showed {n} events");
+}
+
+/// A long transaction in another database of the same PostgreSQL cluster, as a neighbour holds
+/// one (another tenant of the server, another test's bulk load, a CREATE or DROP DATABASE): it
+/// has a transaction id older than anything written after it, so it is in every snapshot of the
+/// cluster, yet it can never write Plinth's log (ADR 0023). The database is a fresh empty one,
+/// dropped by [`NeighbourTransaction::end`] (or by `scripts/test` if the test fails first).
+pub struct NeighbourTransaction {
+    client: tokio_postgres::Client,
+    db: ScratchDatabase,
+    /// Its transaction id.
+    pub xid: i64,
+}
+
+impl NeighbourTransaction {
+    /// Opens the transaction and gives it an id.
+    pub async fn open() -> Self {
+        let db = ScratchDatabase::create(&test_server_url(), "plinth_test")
+            .await
+            .expect("a neighbour database");
+        let (client, connection) = tokio_postgres::connect(&db.url, tokio_postgres::NoTls)
+            .await
+            .expect("a connection to the neighbour database");
+        tokio::spawn(connection);
+        client.batch_execute("begin").await.unwrap();
+        let xid = client
+            .query_one("select pg_current_xact_id()::text::bigint", &[])
+            .await
+            .unwrap()
+            .get(0);
+        Self { client, db, xid }
+    }
+
+    /// Its database's URL (for more transactions there).
+    pub fn url(&self) -> &str {
+        &self.db.url
+    }
+
+    /// Rolls it back and drops its database.
+    pub async fn end(self) {
+        self.client.batch_execute("rollback").await.unwrap();
+        drop(self.client);
+        self.db
+            .drop()
+            .await
+            .expect("the neighbour database dropped");
+    }
+}
+
+/// A neighbour that keeps one core busy at normal priority (a build, another service on the
+/// machine) until dropped.
+pub struct CpuHog {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl CpuHog {
+    pub fn start() -> Self {
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let flag = stop.clone();
+        let thread = std::thread::spawn(move || {
+            let mut n = 1u64;
+            while !flag.load(std::sync::atomic::Ordering::Relaxed) {
+                n = std::hint::black_box(n.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1));
+            }
+        });
+        Self {
+            stop,
+            thread: Some(thread),
+        }
+    }
+}
+
+impl Drop for CpuHog {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
 }
