@@ -40,8 +40,13 @@ pub fn init_tracing() {
 /// is for what a command outputs (`plinth audit export`'s data, a token), which a log line
 /// would corrupt when piped. Safe to call twice: the first call wins.
 pub fn init_logging(format: LogFormat) {
+    init_logging_at(format, "info");
+}
+
+/// [`init_logging`] with `default` as the filter when RUST_LOG is unset.
+pub fn init_logging_at(format: LogFormat, default: &str) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_target(false)

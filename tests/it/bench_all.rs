@@ -93,6 +93,11 @@ fn bench_all_quick_reports_every_figure() {
         "3",
     ]);
     assert!(ok, "plinth bench all failed:\n{output}");
+    // Its server logs warnings only (unless RUST_LOG asks for more): no line per command.
+    if std::env::var_os("RUST_LOG").is_none() {
+        let info = output.lines().filter(|l| l.contains(" INFO ")).count();
+        assert_eq!(info, 0, "the benchmark's server logged at INFO:\n{output}");
+    }
     let report: Value = serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();
     let png = std::fs::read(&plot).unwrap();
     std::fs::remove_dir_all(&dir).unwrap();

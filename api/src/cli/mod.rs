@@ -92,7 +92,13 @@ enum Commands {
 /// Entry point of the binary.
 pub fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
-    crate::telemetry::init_logging(cli.log_format);
+    // A benchmark runs its server in this process: at `info` it logs every command, thousands
+    // of lines a second that bury the report. Warnings only, unless RUST_LOG asks for more.
+    let default_level = match cli.command {
+        Commands::Bench { .. } => "warn",
+        _ => "info",
+    };
+    crate::telemetry::init_logging_at(cli.log_format, default_level);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
