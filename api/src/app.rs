@@ -45,6 +45,18 @@ pub async fn build_state(settings: Settings) -> anyhow::Result<AppState> {
     let verifier = verifier(&settings)?;
     let settings = Arc::new(settings);
     let store = EventStore::new(pool.clone());
+    let replicas = crate::replicas::Replicas::start(
+        &settings
+            .read_database_urls
+            .iter()
+            .map(|u| u.trim().to_owned())
+            .filter(|u| !u.is_empty())
+            .collect::<Vec<_>>(),
+        settings.db_pool_size,
+        pool.clone(),
+        Duration::from_millis(settings.read_replica_max_lag_ms),
+        Duration::from_millis(settings.read_replica_wait_ms),
+    )?;
     Ok(AppState::new(AppParts {
         bus: CommandBus::start_with(pool.clone(), settings.writers, settings.write_cache_states),
         auth: Auth {
@@ -56,6 +68,7 @@ pub async fn build_state(settings: Settings) -> anyhow::Result<AppState> {
         store,
         settings,
         read_progress: plinth_projections::read::ReadProgress::start(pool.clone()),
+        replicas,
         pool,
     }))
 }
@@ -102,6 +115,9 @@ pub fn router(state: AppState) -> Router {
         .route_layer(axum::middleware::from_fn(
             routes::query_names::reject_unknown,
         ))
+        // Outermost of the route layers: a read refused by the query-name check records no
+        // replica, so it is answered as it is.
+        .route_layer(axum::middleware::from_fn(crate::replicas::route::fail_over))
         // After the route layer: the console's pages are not API operations (routes/console.rs).
         .merge(routes::console::router())
         .fallback(|| async { problem(StatusCode::NOT_FOUND, "not-found", "no such route") })

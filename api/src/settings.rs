@@ -70,6 +70,19 @@ pub struct Settings {
     /// stream shared with other publishers.
     #[arg(long, env = "PLINTH_NATS_ORDERING", default_value = "chained")]
     pub nats_ordering: String,
+    /// Comma-separated PostgreSQL URLs of hot standbys (streaming replicas of DATABASE_URL's
+    /// cluster, same database) that serve the read routes; commands, projectors and relays
+    /// stay on DATABASE_URL. Empty: every read goes to the primary.
+    #[arg(long, env = "PLINTH_READ_DATABASE_URLS", value_delimiter = ',', hide_env_values = true)]
+    pub read_database_urls: Vec<String>,
+    /// A replica whose replay lags the primary by more than this leaves rotation until it is
+    /// back within it.
+    #[arg(long, env = "PLINTH_READ_REPLICA_MAX_LAG_MS", default_value_t = 5_000)]
+    pub read_replica_max_lag_ms: u64,
+    /// How long a `?min_position=` read waits for a replica to replay that far before the
+    /// primary answers it (within the read's 3 s): at most 2,000.
+    #[arg(long, env = "PLINTH_READ_REPLICA_WAIT_MS", default_value_t = 1_000)]
+    pub read_replica_wait_ms: u64,
     /// Largest PostgreSQL connection pool.
     #[arg(long, env = "PLINTH_DB_POOL_SIZE", default_value_t = 16)]
     pub db_pool_size: usize,
@@ -107,6 +120,10 @@ impl std::fmt::Debug for Settings {
             .field("nats_prefix", &self.nats_prefix)
             .field("nats_source", &self.nats_source)
             .field("nats_ordering", &self.nats_ordering)
+            // The URLs may carry credentials.
+            .field("read_database_urls", &self.read_database_urls.len())
+            .field("read_replica_max_lag_ms", &self.read_replica_max_lag_ms)
+            .field("read_replica_wait_ms", &self.read_replica_wait_ms)
             .field("db_pool_size", &self.db_pool_size)
             .field("writers", &self.writers)
             .field("write_cache_states", &self.write_cache_states)
@@ -133,6 +150,21 @@ impl Settings {
                     ));
                 }
             }
+        }
+        for (i, url) in self.read_database_urls.iter().enumerate() {
+            if let Err(e) = url.trim().parse::<tokio_postgres::Config>() {
+                wrong.push(format!(
+                    "PLINTH_READ_DATABASE_URLS entry {} is not a PostgreSQL connection string: {e}",
+                    i + 1
+                ));
+            }
+        }
+        if self.read_replica_max_lag_ms == 0 {
+            wrong.push("PLINTH_READ_REPLICA_MAX_LAG_MS must be at least 1".to_owned());
+        }
+        if self.read_replica_wait_ms > 2_000 {
+            // The read's whole wait is 3 s: the primary needs the rest to answer in its place.
+            wrong.push("PLINTH_READ_REPLICA_WAIT_MS must be at most 2000".to_owned());
         }
         if self.db_pool_size < 1 {
             wrong.push("PLINTH_DB_POOL_SIZE must be at least 1".to_owned());
@@ -248,6 +280,9 @@ impl Settings {
             nats_prefix: "com.infratographer".into(),
             nats_source: "plinth".into(),
             nats_ordering: "chained".into(),
+            read_database_urls: Vec::new(),
+            read_replica_max_lag_ms: 5_000,
+            read_replica_wait_ms: 1_000,
             db_pool_size: 16,
             writers: 2,
             write_cache_states: plinth_commands::DEFAULT_CACHED_STATES,

@@ -26,6 +26,8 @@ pub struct AppParts {
     pub auth: Auth,
     /// Read-your-writes (`?min_position`): one watcher of the read models for every waiting read.
     pub read_progress: ReadProgress,
+    /// The read replicas (`PLINTH_READ_DATABASE_URLS`), possibly none.
+    pub replicas: Arc<crate::replicas::Replicas>,
 }
 
 impl AppState {

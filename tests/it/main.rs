@@ -29,6 +29,7 @@ mod ops;
 mod pg_restart;
 mod query_params;
 mod read_side;
+mod replicas;
 mod relay;
 mod schema_evolution;
 mod seed;

@@ -20,7 +20,8 @@ pub(crate) async fn healthz() -> &'static str {
 }
 
 /// Ready when PostgreSQL answers, the migrations are applied and the projections are within
-/// `PLINTH_READY_MAX_LAG_EVENTS` of the log; otherwise 503 naming each reason.
+/// `PLINTH_READY_MAX_LAG_EVENTS` of the log; otherwise 503 naming each reason. With read
+/// replicas, one line per replica follows: in or out of rotation, and its lag.
 #[utoipa::path(
     get,
     path = "/readyz",
@@ -29,13 +30,20 @@ pub(crate) async fn healthz() -> &'static str {
     responses((status = 200, description = "`ready`", body = String, content_type = "text/plain"), OpsProblems),
 )]
 pub(crate) async fn readyz(State(state): State<AppState>) -> Response {
+    // Each read replica's state and lag, after the verdict: a replica out of rotation does
+    // not make the process unready (the primary answers its reads).
+    let replicas = state.replicas.describe();
     match crate::health::readiness(&state).await {
-        Ok(()) => "ready".into_response(),
-        Err(reasons) => problem(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "unavailable",
-            &format!("not ready: {}", reasons.join("; ")),
-        ),
+        Ok(()) if replicas.is_empty() => "ready".into_response(),
+        Ok(()) => format!("ready\n{}\n", replicas.join("\n")).into_response(),
+        Err(mut reasons) => {
+            reasons.extend(replicas);
+            problem(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "unavailable",
+                &format!("not ready: {}", reasons.join("; ")),
+            )
+        }
     }
 }
 

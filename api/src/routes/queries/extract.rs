@@ -167,23 +167,13 @@ impl FromRequestParts<AppState> for Read {
             .map_err(|e| ApiError::BadRequest(e.body_text()))?;
         let params = Params::new(query);
         let page = params.page()?;
-        if let Some(position) = params.int("min_position")? {
-            if position < 0 {
-                return Err(ApiError::BadRequest("`min_position` must be ≥ 0".into()));
-            }
-            state
-                .read_progress
-                .wait_for(position, MIN_POSITION_WAIT)
-                .await
-                .map_err(|e| ApiError::Unavailable {
-                    detail: format!("{e}; retry shortly"),
-                    retry_after_secs: 1,
-                })?;
+        let min_position = params.int("min_position")?;
+        if min_position.is_some_and(|p| p < 0) {
+            return Err(ApiError::BadRequest("`min_position` must be ≥ 0".into()));
         }
-        let client = state.pool.get().await.map_err(|e| ApiError::Unavailable {
-            detail: format!("the database is unavailable: {e}"),
-            retry_after_secs: 1,
-        })?;
+        let client =
+            crate::replicas::route::read_connection(state, parts, min_position, MIN_POSITION_WAIT)
+                .await?;
         Ok(Read {
             viewer: Viewer::of(&caller.actor),
             caller,
