@@ -73,7 +73,12 @@ pub struct Settings {
     /// Comma-separated PostgreSQL URLs of hot standbys (streaming replicas of DATABASE_URL's
     /// cluster, same database) that serve the read routes; commands, projectors and relays
     /// stay on DATABASE_URL. Empty: every read goes to the primary.
-    #[arg(long, env = "PLINTH_READ_DATABASE_URLS", value_delimiter = ',', hide_env_values = true)]
+    #[arg(
+        long,
+        env = "PLINTH_READ_DATABASE_URLS",
+        value_delimiter = ',',
+        hide_env_values = true
+    )]
     pub read_database_urls: Vec<String>,
     /// A replica whose replay lags the primary by more than this leaves rotation until it is
     /// back within it.

@@ -52,7 +52,10 @@ impl LsnHistory {
             .iter()
             .rev()
             .find(|(_, lsn)| *lsn <= replayed)
-            .map_or(oldest.0.checked_sub(self.window).unwrap_or(oldest.0), |(t, _)| *t);
+            .map_or(
+                oldest.0.checked_sub(self.window).unwrap_or(oldest.0),
+                |(t, _)| *t,
+            );
         Some(now.saturating_duration_since(covered))
     }
 }
@@ -73,7 +76,11 @@ mod tests {
         history.record(t0 + 2 * S, 300);
         assert_eq!(history.lag(t0 + 2 * S, 300), Some(Duration::ZERO));
         assert_eq!(history.lag(t0 + 2 * S, 350), Some(Duration::ZERO));
-        assert_eq!(history.lag(t0 + 2 * S, 299), Some(S), "covers the sample at t0+1");
+        assert_eq!(
+            history.lag(t0 + 2 * S, 299),
+            Some(S),
+            "covers the sample at t0+1"
+        );
         assert_eq!(history.lag(t0 + 2 * S, 100), Some(2 * S));
     }
 

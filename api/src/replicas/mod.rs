@@ -219,7 +219,11 @@ async fn monitor(replicas: Weak<Replicas>, primary: Pool, max_lag: Duration) {
                     history.lag(now, replayed)
                 }
                 Ok(Err(e)) => {
-                    tracing::debug!(replica = replica.number, error = format!("{e:#}"), "replica probe failed");
+                    tracing::debug!(
+                        replica = replica.number,
+                        error = format!("{e:#}"),
+                        "replica probe failed"
+                    );
                     replica.reachable.store(false, Ordering::SeqCst);
                     None
                 }

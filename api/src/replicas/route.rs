@@ -55,8 +55,9 @@ fn mark(mut response: Response, target: Option<Target>) -> Response {
     let value = match target {
         None => return response,
         Some(Target::Primary) => HeaderValue::from_static("primary"),
-        Some(Target::Replica(r)) => HeaderValue::from_str(&format!("replica-{}", r.number))
-            .expect("ASCII digits"),
+        Some(Target::Replica(r)) => {
+            HeaderValue::from_str(&format!("replica-{}", r.number)).expect("ASCII digits")
+        }
     };
     response.headers_mut().insert(READ_FROM, value);
     response
