@@ -367,6 +367,18 @@ async fn a_replica_killed_under_load_costs_no_5xx_and_serves_again_once_restarte
         let client = client.clone();
         tokio::spawn(async move { load(&client, 6, 40, "killed").await })
     };
+    // Plain reads back to back besides: some are on the replica when it dies.
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let readers: Vec<_> = (0..6)
+        .map(|_| {
+            let (client, stop) = (client.clone(), stop.clone());
+            tokio::spawn(async move {
+                while !stop.load(Ordering::SeqCst) {
+                    client.read("/v1/tenants?limit=50").await;
+                }
+            })
+        })
+        .collect();
     // Kill it once it has served some of this load.
     for _ in 0..3000 {
         if client.served()[1] >= 5 {
@@ -381,6 +393,10 @@ async fn a_replica_killed_under_load_costs_no_5xx_and_serves_again_once_restarte
         .unwrap();
     in_rotation(&app, 1, false).await;
     running.await.unwrap();
+    stop.store(true, Ordering::SeqCst);
+    for reader in readers {
+        reader.await.unwrap();
+    }
     let during = client.served();
     assert!(
         during[0] + during[2] > killed_at[0] + killed_at[2],
