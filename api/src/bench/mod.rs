@@ -12,6 +12,7 @@ mod load_client;
 mod plot;
 mod rebuild;
 mod relay;
+mod replicas;
 mod report;
 mod server;
 
@@ -46,6 +47,8 @@ pub(crate) enum BenchCommand {
     ReadModel(end_to_end::BenchReadModelArgs),
     /// Every benchmark, end-to-end latency too, into one JSON report.
     All(all::BenchAllArgs),
+    /// Read throughput with 0, 1, … read replicas, and read-your-writes through them.
+    Replicas(replicas::BenchReplicasArgs),
 }
 
 pub(crate) async fn run(command: BenchCommand) -> anyhow::Result<()> {
@@ -56,6 +59,7 @@ pub(crate) async fn run(command: BenchCommand) -> anyhow::Result<()> {
         BenchCommand::Audit(args) => audit::run(args).await,
         BenchCommand::ReadModel(args) => end_to_end::run(args).await,
         BenchCommand::All(args) => all::run(args).await,
+        BenchCommand::Replicas(args) => replicas::run(args).await,
     }
 }
 
