@@ -124,7 +124,10 @@ async fn create(
         .json()
         .await?;
     Ok((
-        outcome["stream_id"].as_str().context("stream_id")?.to_owned(),
+        outcome["stream_id"]
+            .as_str()
+            .context("stream_id")?
+            .to_owned(),
         outcome["position"].as_i64().context("position")?,
     ))
 }
@@ -132,7 +135,12 @@ async fn create(
 /// Until `/readyz` lists `k` replicas, each in rotation (60 s at most).
 async fn wait_in_rotation(http: &reqwest::Client, base: &str, k: usize) -> anyhow::Result<()> {
     for _ in 0..600 {
-        let text = http.get(format!("{base}/readyz")).send().await?.text().await?;
+        let text = http
+            .get(format!("{base}/readyz"))
+            .send()
+            .await?
+            .text()
+            .await?;
         if text.lines().filter(|l| l.contains(": in rotation")).count() == k {
             return Ok(());
         }
@@ -164,8 +172,12 @@ async fn throughput(
     let started = Instant::now();
     let tasks: Vec<_> = (0..args.clients)
         .map(|_| {
-            let (http, base, token, ids) =
-                (http.clone(), base.to_owned(), token.to_owned(), ids.to_vec());
+            let (http, base, token, ids) = (
+                http.clone(),
+                base.to_owned(),
+                token.to_owned(),
+                ids.to_vec(),
+            );
             tokio::spawn(async move {
                 let mut latency = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).unwrap();
                 let mut served = vec![0u64; k + 1];
@@ -231,7 +243,14 @@ async fn read_your_writes(
         let (http, base, token) = (http.clone(), base.to_owned(), token.to_owned());
         tasks.push(tokio::spawn(async move {
             let sent = Instant::now();
-            let (id, position) = create(&http, &base, &token, &format!("ryw {i} {}", uuid::Uuid::now_v7())).await.ok()?;
+            let (id, position) = create(
+                &http,
+                &base,
+                &token,
+                &format!("ryw {i} {}", uuid::Uuid::now_v7()),
+            )
+            .await
+            .ok()?;
             let r = http
                 .get(format!("{base}/v1/tenants/{id}?min_position={position}"))
                 .bearer_auth(&token)

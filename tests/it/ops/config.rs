@@ -105,6 +105,38 @@ async fn a_zero_readiness_lag_is_refused() {
 }
 
 #[tokio::test]
+async fn a_read_replica_url_that_is_not_one_is_refused_without_repeating_it() {
+    let stderr = refused(&[(
+        "PLINTH_READ_DATABASE_URLS",
+        Some("postgres://u:secret-pw@127.0.0.1/db,postgres://u:secret-pw@host:notaport/db"),
+    )])
+    .await;
+    assert!(
+        stderr.contains("PLINTH_READ_DATABASE_URLS entry 2 is not a PostgreSQL connection string"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("secret-pw"), "{stderr}");
+}
+
+#[tokio::test]
+async fn a_replica_wait_longer_than_the_reads_wait_allows_is_refused() {
+    assert_refused(
+        &[("PLINTH_READ_REPLICA_WAIT_MS", Some("2500"))],
+        "PLINTH_READ_REPLICA_WAIT_MS must be at most 2000",
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn a_zero_replica_lag_bound_is_refused() {
+    assert_refused(
+        &[("PLINTH_READ_REPLICA_MAX_LAG_MS", Some("0"))],
+        "PLINTH_READ_REPLICA_MAX_LAG_MS must be at least 1",
+    )
+    .await;
+}
+
+#[tokio::test]
 async fn a_number_that_is_not_one_is_refused_naming_its_flag() {
     assert_refused(
         &[("PLINTH_DB_POOL_SIZE", Some("many"))],
