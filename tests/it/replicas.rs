@@ -266,6 +266,26 @@ async fn reads_under_load_are_fresh_and_spread_over(standbys: &[usize]) {
     // Reads without a position go to replicas too.
     let (roots, from) = client.read("/v1/tenants").await;
     assert!(from >= 1, "a plain read went to the primary: {roots}");
+    // Each replica's state, lag and reads are in the metrics (the registry is the test
+    // process's, shared by every app in it: only their presence is this app's to check).
+    let metrics = app
+        .http
+        .get(format!("{}/metrics", app.base))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    for i in 1..=standbys.len() {
+        for series in [
+            format!("plinth_read_replica_in_rotation{{replica=\"{i}\"}}"),
+            format!("plinth_read_replica_lag_seconds{{replica=\"{i}\"}}"),
+            format!("plinth_read_database_total{{database=\"replica-{i}\"}}"),
+        ] {
+            assert!(metrics.contains(&series), "{series} missing:\n{metrics}");
+        }
+    }
 }
 
 #[tokio::test]
