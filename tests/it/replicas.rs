@@ -266,6 +266,10 @@ async fn reads_under_load_are_fresh_and_spread_over(standbys: &[usize]) {
     // Reads without a position go to replicas too.
     let (roots, from) = client.read("/v1/tenants").await;
     assert!(from >= 1, "a plain read went to the primary: {roots}");
+    // The audit log's gap-safe rule (`log_horizon`) runs on a standby too.
+    let (audit, from) = client.read("/v1/audit?limit=5").await;
+    assert!(from >= 1, "the audit log was read on the primary: {audit}");
+    assert!(audit["items"].is_array(), "{audit}");
     // Each replica's state, lag and reads are in the metrics (the registry is the test
     // process's, shared by every app in it: only their presence is this app's to check).
     let metrics = app
