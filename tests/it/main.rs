@@ -17,6 +17,7 @@ mod bench_all;
 mod commands_api;
 mod console;
 mod crash;
+mod db_failures;
 mod event_store;
 mod hostile_http;
 mod lifecycle;
