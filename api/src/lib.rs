@@ -14,4 +14,5 @@ mod routes;
 mod seed;
 pub mod settings;
 pub mod state;
+pub(crate) mod strict_json;
 pub mod telemetry;

@@ -9,6 +9,7 @@
 mod support;
 
 mod admins;
+mod ambiguous_json;
 mod audit_export;
 mod audit_scale;
 mod audit_verify;
