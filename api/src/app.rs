@@ -52,6 +52,7 @@ pub async fn build_state(settings: Settings) -> anyhow::Result<AppState> {
             known_users: KnownUsers::default(),
             store: store.clone(),
             settings: settings.clone(),
+            limits: crate::limits::RateLimits::new(settings.rate_limit),
         },
         store,
         settings,

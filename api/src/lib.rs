@@ -9,6 +9,7 @@ mod bench;
 pub mod cli;
 pub mod error;
 mod health;
+pub mod limits;
 mod request_context;
 mod routes;
 mod seed;

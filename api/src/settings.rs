@@ -83,6 +83,10 @@ pub struct Settings {
     /// Seconds before a request is answered with 408.
     #[arg(long, env = "PLINTH_REQUEST_TIMEOUT_SECS", default_value_t = 30)]
     pub request_timeout_secs: u64,
+    /// Requests a second each principal (token subject) may send, with bursts of twice that;
+    /// past it, 429 with Retry-After. 0 turns the limit off.
+    #[arg(long, env = "PLINTH_RATE_LIMIT", default_value_t = 1000)]
+    pub rate_limit: u32,
     /// `/readyz` answers 503 while a projection is more than this many events behind the log.
     #[arg(long, env = "PLINTH_READY_MAX_LAG_EVENTS", default_value_t = 10_000)]
     pub ready_max_lag_events: u64,
@@ -111,6 +115,7 @@ impl std::fmt::Debug for Settings {
             .field("writers", &self.writers)
             .field("write_cache_states", &self.write_cache_states)
             .field("request_timeout_secs", &self.request_timeout_secs)
+            .field("rate_limit", &self.rate_limit)
             .field("ready_max_lag_events", &self.ready_max_lag_events)
             .finish()
     }
@@ -252,6 +257,8 @@ impl Settings {
             writers: 2,
             write_cache_states: plinth_commands::DEFAULT_CACHED_STATES,
             request_timeout_secs: 30,
+            // Off: tests and benchmarks drive one principal far past any ordinary client.
+            rate_limit: 0,
             ready_max_lag_events: 10_000,
         }
     }

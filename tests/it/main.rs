@@ -22,6 +22,7 @@ mod db_failures;
 mod event_store;
 mod hostile_http;
 mod lifecycle;
+mod limits;
 mod log_order;
 mod metadata;
 mod nats;
