@@ -13,6 +13,7 @@ pub mod limits;
 mod request_context;
 mod routes;
 mod seed;
+pub mod serve;
 pub mod settings;
 pub mod state;
 pub(crate) mod strict_json;

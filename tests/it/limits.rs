@@ -139,3 +139,110 @@ async fn a_caller_at_ten_times_its_limit_gets_429s_and_does_not_slow_the_others(
         "ordinary p99 beside the noisy caller {beside_noisy:?} > 1.5 × {quiet:?} alone"
     );
 }
+
+/// A running app whose connections are bounded as `settings` says.
+async fn app_with(
+    change: impl FnOnce(&mut plinth_api::settings::Settings),
+) -> crate::support::TestApp {
+    let db = test_db().await;
+    let mut settings = plinth_api::settings::Settings::for_database(&db.url, SECRET, &[ADMIN]);
+    change(&mut settings);
+    spawn_app_on(db, settings).await
+}
+
+/// Reads until the server closes the connection (or answers it: a 408 before closing), or
+/// `give_up` passes; true when the server ended it. `trickle` sends one more header byte
+/// between reads.
+async fn closed_by_the_server(
+    stream: &mut tokio::net::TcpStream,
+    trickle: bool,
+    give_up: Duration,
+) -> bool {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let deadline = Instant::now() + give_up;
+    let mut buffer = [0u8; 512];
+    while Instant::now() < deadline {
+        if trickle && stream.write_all(b"x").await.is_err() {
+            return true;
+        }
+        match tokio::time::timeout(Duration::from_millis(250), stream.read(&mut buffer)).await {
+            Ok(Ok(_)) | Ok(Err(_)) => return true,
+            Err(_) => {}
+        }
+    }
+    false
+}
+
+/// A guard against a hang, far past the header read timeout of 2 s the apps below have.
+const STAYED_OPEN: Duration = Duration::from_secs(45);
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn five_hundred_connections_trickling_their_headers_neither_starve_others_nor_stay_open() {
+    use tokio::io::AsyncWriteExt;
+    let _quiet = HORIZON.read().await;
+    let app = app_with(|s| s.header_read_timeout_secs = 2).await;
+    let address = app.app.address;
+    let connected = Arc::new(tokio::sync::Barrier::new(501));
+    let tricklers: Vec<_> = (0..500)
+        .map(|_| {
+            let connected = connected.clone();
+            tokio::spawn(async move {
+                let mut stream = tokio::net::TcpStream::connect(address).await.unwrap();
+                stream
+                    .write_all(b"GET /healthz HTTP/1.1\r\nhost: plinth\r\nx-slow: ")
+                    .await
+                    .unwrap();
+                connected.wait().await;
+                closed_by_the_server(&mut stream, true, STAYED_OPEN).await
+            })
+        })
+        .collect();
+    connected.wait().await;
+
+    // While all 500 trickle: ordinary clients are answered.
+    let token = app.admin();
+    for _ in 0..20 {
+        let reply = app.get(&token, "/v1/me").await;
+        assert_eq!(reply.status, 200, "{reply:?}");
+    }
+    let mut stayed_open = 0;
+    for trickler in tricklers {
+        if !trickler.await.unwrap() {
+            stayed_open += 1;
+        }
+    }
+    assert_eq!(
+        stayed_open, 0,
+        "connections trickling their headers stayed open for {STAYED_OPEN:?}"
+    );
+}
+
+#[tokio::test]
+async fn connections_past_the_cap_are_closed_at_once_and_the_slots_come_back() {
+    let app = app_with(|s| {
+        s.max_connections = 20;
+        s.header_read_timeout_secs = 2;
+    })
+    .await;
+    let address = app.app.address;
+    // Twenty connections that send nothing take every slot.
+    let mut silent = Vec::new();
+    for _ in 0..20 {
+        silent.push(tokio::net::TcpStream::connect(address).await.unwrap());
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let mut one_more = tokio::net::TcpStream::connect(address).await.unwrap();
+    assert!(
+        closed_by_the_server(&mut one_more, false, Duration::from_secs(5)).await,
+        "a connection past the cap was kept"
+    );
+    // The silent ones are closed by the header read timeout, and their slots serve again.
+    for stream in &mut silent {
+        assert!(
+            closed_by_the_server(stream, false, STAYED_OPEN).await,
+            "a connection that sent nothing stayed open for {STAYED_OPEN:?}"
+        );
+    }
+    let reply = app.get(&app.admin(), "/v1/me").await;
+    assert_eq!(reply.status, 200, "{reply:?}");
+}
