@@ -64,6 +64,7 @@ pub async fn build_state(settings: Settings) -> anyhow::Result<AppState> {
             known_users: KnownUsers::default(),
             store: store.clone(),
             settings: settings.clone(),
+            limits: crate::limits::RateLimits::new(settings.rate_limit),
         },
         store,
         settings,
@@ -184,11 +185,13 @@ pub async fn spawn(settings: Settings) -> anyhow::Result<RunningApp> {
         .with_context(|| format!("failed to bind {listen}"))?;
     let address = listener.local_addr()?;
     let app = router(state.clone());
-    let handle = tokio::spawn(async move {
-        if let Err(e) = axum::serve(listener, app).await {
-            tracing::error!(error = %e, "server stopped");
-        }
-    });
+    let limits = connection_limits(&state.settings);
+    let handle = tokio::spawn(crate::serve::serve(
+        listener,
+        app,
+        limits,
+        std::future::pending(),
+    ));
     Ok(RunningApp {
         address,
         state,
@@ -202,10 +205,16 @@ pub async fn serve_with_shutdown(
     listener: TcpListener,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
-    axum::serve(listener, router(state))
-        .with_graceful_shutdown(shutdown)
-        .await?;
+    let limits = connection_limits(&state.settings);
+    crate::serve::serve(listener, router(state), limits, shutdown).await;
     Ok(())
+}
+
+fn connection_limits(settings: &Settings) -> crate::serve::ConnectionLimits {
+    crate::serve::ConnectionLimits {
+        header_read_timeout: Duration::from_secs(settings.header_read_timeout_secs),
+        max_connections: settings.max_connections,
+    }
 }
 
 /// Resolves on Ctrl-C or SIGTERM.

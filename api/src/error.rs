@@ -25,6 +25,9 @@ pub enum ApiError {
         detail: String,
         retry_after_secs: u32,
     },
+    /// 429 with Retry-After: the caller is over its rate limit (`PLINTH_RATE_LIMIT`).
+    #[error("over the rate limit of this caller; retry in {retry_after_secs} s")]
+    TooManyRequests { retry_after_secs: u32 },
     /// 403, 404, 409 or 422 from the write side, or 5xx for its failures.
     #[error(transparent)]
     Command(#[from] CommandError),
@@ -79,6 +82,11 @@ impl ApiError {
                 StatusCode::SERVICE_UNAVAILABLE,
                 "unavailable",
                 detail.clone(),
+            ),
+            Self::TooManyRequests { .. } => (
+                StatusCode::TOO_MANY_REQUESTS,
+                "rate-limited",
+                self.to_string(),
             ),
             Self::NotFound(d) => (StatusCode::NOT_FOUND, "not-found", d.clone()),
             Self::Forbidden(d) => (StatusCode::FORBIDDEN, "forbidden", d.clone()),
@@ -179,13 +187,14 @@ impl IntoResponse for ApiError {
             return problem_with(status, code, &detail, Some(dependents.clone()));
         }
         let mut response = problem(status, code, &detail);
-        // Every 503 says when to come back: clients (and the idempotent retry of a command
+        // Every 503 and 429 says when to come back: clients (and the idempotent retry of a command
         // whose outcome they do not know) should not hammer a server that is recovering.
         let retry_after_secs = match &self {
             Self::Unavailable {
                 retry_after_secs, ..
             } => Some(*retry_after_secs),
             Self::Command(CommandError::Unavailable(_)) => Some(1),
+            Self::TooManyRequests { retry_after_secs } => Some(*retry_after_secs),
             _ => None,
         };
         if let Some(secs) = retry_after_secs {

@@ -101,6 +101,16 @@ pub struct Settings {
     /// Seconds before a request is answered with 408.
     #[arg(long, env = "PLINTH_REQUEST_TIMEOUT_SECS", default_value_t = 30)]
     pub request_timeout_secs: u64,
+    /// Requests a second each principal (token subject) may send, with bursts of twice that;
+    /// past it, 429 with Retry-After. 0 turns the limit off.
+    #[arg(long, env = "PLINTH_RATE_LIMIT", default_value_t = 1000)]
+    pub rate_limit: u32,
+    /// Seconds a client has to send a request's headers; past it the connection is closed.
+    #[arg(long, env = "PLINTH_HEADER_READ_TIMEOUT_SECS", default_value_t = 10)]
+    pub header_read_timeout_secs: u64,
+    /// HTTP connections open at once; past it a new connection is closed at once.
+    #[arg(long, env = "PLINTH_MAX_CONNECTIONS", default_value_t = 10_000)]
+    pub max_connections: usize,
     /// `/readyz` answers 503 while a projection is more than this many events behind the log.
     #[arg(long, env = "PLINTH_READY_MAX_LAG_EVENTS", default_value_t = 10_000)]
     pub ready_max_lag_events: u64,
@@ -133,6 +143,9 @@ impl std::fmt::Debug for Settings {
             .field("writers", &self.writers)
             .field("write_cache_states", &self.write_cache_states)
             .field("request_timeout_secs", &self.request_timeout_secs)
+            .field("rate_limit", &self.rate_limit)
+            .field("header_read_timeout_secs", &self.header_read_timeout_secs)
+            .field("max_connections", &self.max_connections)
             .field("ready_max_lag_events", &self.ready_max_lag_events)
             .finish()
     }
@@ -182,6 +195,12 @@ impl Settings {
         }
         if self.request_timeout_secs == 0 {
             wrong.push("PLINTH_REQUEST_TIMEOUT_SECS must be more than 0".to_owned());
+        }
+        if self.header_read_timeout_secs == 0 {
+            wrong.push("PLINTH_HEADER_READ_TIMEOUT_SECS must be more than 0".to_owned());
+        }
+        if self.max_connections < 1 {
+            wrong.push("PLINTH_MAX_CONNECTIONS must be at least 1".to_owned());
         }
         if self.ready_max_lag_events == 0 {
             // 0 would turn every replica unready after each command, until the projectors
@@ -292,6 +311,10 @@ impl Settings {
             writers: 2,
             write_cache_states: plinth_commands::DEFAULT_CACHED_STATES,
             request_timeout_secs: 30,
+            // Off: tests and benchmarks drive one principal far past any ordinary client.
+            rate_limit: 0,
+            header_read_timeout_secs: 10,
+            max_connections: 10_000,
             ready_max_lag_events: 10_000,
         }
     }

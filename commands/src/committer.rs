@@ -15,6 +15,7 @@ use plinth_domain::{Command, DomainError, Target};
 
 use crate::batch::{self, Caches, Processed, StreamAppeared};
 use crate::error::{pg, CommandError};
+use crate::sqlstate::{self, DbFailure};
 use crate::submission::Submission;
 
 /// Largest batch one transaction takes.
@@ -252,6 +253,20 @@ async fn run_jobs(pool: &Pool, caches: &Caches, jobs: Vec<Job>) {
                 }
                 return;
             }
+            Err(e) if sqlstate::classify(&e) == DbFailure::Unavailable => {
+                // The connection failed, maybe after its COMMIT was sent: the batch may have
+                // committed. Running its commands again could apply them twice, and the
+                // database is likely gone anyway; each client retries (with its key).
+                tracing::warn!(
+                    error = format!("{e:#}"),
+                    size = subs.len(),
+                    "batch failed: database unavailable"
+                );
+                for reply in replies {
+                    let _ = reply.send(Err(CommandError::Unavailable(format!("{e:#}"))));
+                }
+                return;
+            }
             Err(e) => {
                 tracing::debug!(error = %e, size = subs.len(), "batch failed; running its commands alone")
             }
@@ -288,11 +303,15 @@ async fn run_alone(pool: &Pool, caches: &Caches, sub: &Submission) -> Processed 
             Retry::Fail(e) => return Err(e),
         }
     }
-    Err(CommandError::Internal(
-        last_error
-            .expect("attempted")
-            .context("gave up after retries"),
-    ))
+    // Still conflicting after every attempt: contention, not a bug; the client may retry.
+    let error = last_error.expect("attempted");
+    tracing::warn!(
+        error = format!("{error:#}"),
+        "command gave up after retries"
+    );
+    Err(CommandError::Unavailable(format!(
+        "gave up after {MAX_ATTEMPTS} attempts: {error:#}"
+    )))
 }
 
 enum Retry {
@@ -304,8 +323,15 @@ fn classify(error: &anyhow::Error, sub: &Submission, attempt: usize) -> Retry {
     if error.downcast_ref::<StreamAppeared>().is_some() {
         return Retry::Again;
     }
-    if let Some(e) = error.downcast_ref::<deadpool_postgres::PoolError>() {
-        return Retry::Fail(CommandError::Unavailable(e.to_string()));
+    // By SQLSTATE first (docs/operations.md, "Database failures"): a restart, a lost
+    // connection or an overloaded server is a 503, whatever words the driver used.
+    match sqlstate::classify(error) {
+        DbFailure::Unavailable => {
+            return Retry::Fail(CommandError::Unavailable(format!("{error:#}")))
+        }
+        // Rolled back whole: nothing of this attempt remains, so deciding again is safe.
+        DbFailure::Conflict => return Retry::Again,
+        DbFailure::Internal => {}
     }
     let Some(db) = error
         .chain()
@@ -313,12 +339,6 @@ fn classify(error: &anyhow::Error, sub: &Submission, attempt: usize) -> Retry {
     else {
         return Retry::Fail(CommandError::Internal(anyhow::anyhow!("{error:#}")));
     };
-    if db.is_closed() || db.as_db_error().is_none() && db.code().is_none() {
-        return Retry::Fail(CommandError::Unavailable(db.to_string()));
-    }
-    if pg::is_transient(db) {
-        return Retry::Again;
-    }
     if pg::is_unique_violation(db) {
         return match pg::constraint(db) {
             // A retry of an idempotent request may have lost to its own first attempt: deciding

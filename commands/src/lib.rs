@@ -19,15 +19,17 @@ pub mod migrate;
 mod model;
 mod rows;
 mod snapshots;
+pub mod sqlstate;
 mod store;
 mod submission;
 
 pub use batch::Processed;
 pub use committer::CommandBus;
-pub use error::{database_unreachable, CommandError};
+pub use error::CommandError;
 pub use locks::lock_streams;
 pub use log::read_after;
 pub use model::{AppendedEvent, Checkpoint, CommandOutcome, EventMetadata, StoredEvent};
 pub use snapshots::DEFAULT_CACHED_STATES;
+pub use sqlstate::{database_unreachable, DbFailure};
 pub use store::{pool, ChainBreak, EventStore, HeadMismatch};
 pub use submission::{IdempotencyKey, Submission};

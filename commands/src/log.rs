@@ -465,10 +465,15 @@ async fn shape(client: &impl GenericClient, filter: &AuditFilter) -> anyhow::Res
 /// first `$3` events after the cursor that pass `conditions` (a short walk of the (stream_id,
 /// tx, position) index each), merged into log order and cut to `$3`. A page thus reads at most
 /// `$3` index entries per stream of the subtree, however long the log.
+///
+/// The page is a subquery in `from`, not a `with`: `SETTLED` calls a volatile function, and
+/// PostgreSQL never inlines a CTE that does, so the page would be materialized and its order
+/// lost to the outer query (a second sort).
 fn merged_subtree_sql(conditions: &str, path: usize) -> String {
     let streams = subtree_streams(path);
     format!(
-        "with page as (
+        "select {STORED_COLUMNS}
+         from (
              select x.tx, x.position
              from ({streams}) s
              cross join lateral (
@@ -477,8 +482,8 @@ fn merged_subtree_sql(conditions: &str, path: usize) -> String {
                  order by {ORDER} limit $3
              ) x
              order by x.tx, x.position limit $3
-         )
-         select {STORED_COLUMNS} from page join events using (tx, position) order by {ORDER}"
+         ) page
+         join events using (tx, position) order by {ORDER}"
     )
 }
 

@@ -9,6 +9,7 @@
 mod support;
 
 mod admins;
+mod ambiguous_json;
 mod audit_export;
 mod audit_scale;
 mod audit_verify;
@@ -17,9 +18,11 @@ mod bench_all;
 mod commands_api;
 mod console;
 mod crash;
+mod db_failures;
 mod event_store;
 mod hostile_http;
 mod lifecycle;
+mod limits;
 mod log_order;
 mod metadata;
 mod nats;

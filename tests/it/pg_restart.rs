@@ -1,8 +1,10 @@
 //! PostgreSQL restarted under load, against the real `plinth serve` (projectors and Kafka relay
 //! included) on a private cluster the test starts, so that no other test loses its server.
 //!
-//! The cluster is stopped with `pg_ctl -m immediate` (its processes are killed: a crash, with
-//! WAL recovery at the next start), kept down for two seconds, and started again. Meanwhile
+//! The cluster is stopped in each of `pg_ctl`'s modes, one test each: `immediate` (its
+//! processes are killed: a crash, with WAL recovery at the next start), `fast` (every session
+//! is sent `FATAL 57P01`: what an ordinary restart does) and `smart` (new connections refused
+//! with `57P03`, then escalated to fast); kept down for two seconds, and started again. Meanwhile
 //! clients keep sending commands and reads. What must hold: every answer is a 2xx or a 503 with
 //! `Retry-After` (never a 500, never a hang past the request timeout); the server recovers by
 //! itself (pool, LISTEN, projector and relay leadership) and `/readyz` says so; what was
@@ -96,11 +98,29 @@ impl PrivateCluster {
         ]));
     }
 
-    /// Kills the cluster's processes (no shutdown checkpoint: the next start recovers from WAL).
-    fn crash(&self) {
-        run(self
-            .as_owner("pg_ctl")
-            .args(["-D", &self.data(), "-m", "immediate", "-w", "stop"]));
+    /// Stops the cluster the way `mode` says, and returns once it is down.
+    fn stop(&self, mode: Stop) {
+        let data = self.data();
+        let stop = |mode: &str, wait: &str| {
+            run(self
+                .as_owner("pg_ctl")
+                .args(["-D", &data, "-m", mode, wait, "stop"]))
+        };
+        match mode {
+            // Kills the processes (no shutdown checkpoint: the next start recovers from WAL).
+            Stop::Immediate => stop("immediate", "-w"),
+            // Terminates every session (`FATAL 57P01`), checkpoints, exits: what `pg_ctl
+            // restart`, `pg_ctlcluster restart` and systemd do.
+            Stop::Fast => stop("fast", "-w"),
+            // Refuses new connections (`FATAL 57P03`) while sessions go on; it would wait for
+            // Plinth's pooled connections forever, so after a while the operator escalates to
+            // fast, as `pg_ctlcluster --force` does.
+            Stop::Smart => {
+                stop("smart", "-W");
+                std::thread::sleep(Duration::from_millis(1500));
+                stop("fast", "-w");
+            }
+        }
     }
 }
 
@@ -112,6 +132,14 @@ impl Drop for PrivateCluster {
             .output();
         let _ = std::fs::remove_dir_all(&self.dir);
     }
+}
+
+/// How the cluster is stopped (`pg_ctl stop -m <mode>`).
+#[derive(Debug, Clone, Copy)]
+enum Stop {
+    Smart,
+    Fast,
+    Immediate,
 }
 
 fn is_root() -> bool {
@@ -198,6 +226,20 @@ fn assert_acceptable(answer: &Option<Answer>, ok: u16, what: &str) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_postgresql_crash_under_load_gives_503s_then_recovers_alone_losing_nothing() {
+    restart_under_load(Stop::Immediate).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_postgresql_fast_shutdown_under_load_gives_503s_then_recovers_alone_losing_nothing() {
+    restart_under_load(Stop::Fast).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_postgresql_smart_shutdown_under_load_gives_503s_then_recovers_alone_losing_nothing() {
+    restart_under_load(Stop::Smart).await;
+}
+
+async fn restart_under_load(mode: Stop) {
     // The load would slow tests that bound a read's latency; run apart from them.
     let _horizon = HORIZON.write().await;
     let cluster = PrivateCluster::start();
@@ -299,7 +341,11 @@ async fn a_postgresql_crash_under_load_gives_503s_then_recovers_alone_losing_not
         .collect();
 
     tokio::time::sleep(Duration::from_millis(1500)).await;
-    cluster.crash();
+    let stopping = tokio::task::spawn_blocking(move || {
+        cluster.stop(mode);
+        cluster
+    });
+    let cluster = stopping.await.unwrap();
     // While it is down: the server says it is not ready, and stays up.
     tokio::time::sleep(Duration::from_millis(500)).await;
     let ready = send(http.get(format!("{}/readyz", server.base))).await;
@@ -310,9 +356,10 @@ async fn a_postgresql_crash_under_load_gives_503s_then_recovers_alone_losing_not
     );
     tokio::time::sleep(Duration::from_millis(1500)).await;
     cluster.pg_ctl_start();
+    let restarted = tokio::time::Instant::now();
 
     // It recovers alone: ready again, and a new command goes through, within 30 s.
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    let deadline = restarted + Duration::from_secs(30);
     loop {
         let ready = send(http.get(format!("{}/readyz", server.base))).await;
         if ready.is_some_and(|a| a.status == 200) {
@@ -324,6 +371,7 @@ async fn a_postgresql_crash_under_load_gives_503s_then_recovers_alone_losing_not
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+    let recovered_in = restarted.elapsed();
     tokio::time::sleep(Duration::from_millis(1500)).await;
     stop.store(true, Ordering::Relaxed);
     let mut sent: Vec<Sent> = Vec::new();
@@ -411,8 +459,10 @@ async fn a_postgresql_crash_under_load_gives_503s_then_recovers_alone_losing_not
     let status = server.terminate().await;
     assert!(status.success(), "SIGTERM after the outage: {status}");
     eprintln!(
-        "{acknowledged} acknowledged, {unavailable} answered 503, {} reads, {} events",
+        "{mode:?}: {acknowledged} acknowledged, {unavailable} answered 503, {} reads, {} events, \
+         ready {} ms after PostgreSQL was",
         reads.len(),
-        events.len()
+        events.len(),
+        recovered_in.as_millis()
     );
 }

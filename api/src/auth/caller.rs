@@ -34,7 +34,13 @@ where
         if let Some(caller) = parts.extensions.get::<Caller>() {
             return Ok(caller.clone());
         }
-        let caller = authenticate(parts, &Auth::from_ref(state)).await?;
+        let auth = Auth::from_ref(state);
+        let caller = authenticate(parts, &auth).await?;
+        if let Some(limits) = &auth.limits {
+            limits
+                .check(caller.actor.user_id.as_str())
+                .map_err(|retry_after_secs| ApiError::TooManyRequests { retry_after_secs })?;
+        }
         parts.extensions.insert(caller.clone());
         Ok(caller)
     }

@@ -76,4 +76,6 @@ pub struct Auth {
     pub store: EventStore,
     /// Names the platform administrators.
     pub settings: Arc<Settings>,
+    /// Per-principal rate limits; `None` when off (`PLINTH_RATE_LIMIT=0`).
+    pub limits: Option<Arc<crate::limits::RateLimits>>,
 }

@@ -192,6 +192,8 @@ fn peek_issuer(token: &str) -> Result<Option<String>, String> {
         .map_err(|_| "malformed token: the payload is not base64url")?;
     let claims: serde_json::Map<String, serde_json::Value> = serde_json::from_slice(&bytes)
         .map_err(|_| "malformed token: the payload is not a JSON object")?;
+    // Two `iss` (or `sub`) claims: which one the issuer meant is anyone's guess.
+    crate::strict_json::check(&bytes).map_err(|e| format!("ambiguous token payload: {e}"))?;
     match claims.get("iss") {
         None => Ok(None),
         Some(serde_json::Value::String(iss)) => Ok(Some(iss.clone())),
@@ -325,6 +327,12 @@ mod tests {
         assert!(peek_issuer(&token("!!".into())).is_err());
         assert!(peek_issuer(&token(b64(json!([1])))).is_err());
         assert!(peek_issuer("onlyone").is_err());
+        let twice = base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .encode(r#"{"iss":"https://a","iss":"https://b"}"#);
+        assert_eq!(
+            peek_issuer(&token(twice)).unwrap_err(),
+            "ambiguous token payload: duplicate key at iss"
+        );
     }
 
     #[test]

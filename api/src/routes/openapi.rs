@@ -139,6 +139,8 @@ const BAD_READ: &str = "Malformed id (shape or prefix), `limit`, `after` cursor,
                         `min_position`, time or other parameter, or an unknown query parameter";
 const UNAUTHENTICATED: &str = "No bearer token, or one that does not verify";
 const NOT_VISIBLE: &str = "Does not exist, or is not visible to the caller (the same answer)";
+const RATE_LIMITED: &str = "The caller is over its rate limit (`PLINTH_RATE_LIMIT`); \
+                            `Retry-After` says when to retry";
 const UNAVAILABLE: &str = "`min_position` not reached within 3 s, or the database is \
                            unavailable; `Retry-After` says when to retry";
 
@@ -146,12 +148,14 @@ problem_sets! {
     /// `/v1/me`.
     CallerProblems {
         401: UNAUTHENTICATED,
+        429: RATE_LIMITED,
         503: "The database is unavailable (`Retry-After`)",
     }
     /// Reads that name nothing in their path (root tenants).
     ListProblems {
         400: "Malformed `limit`, `after` cursor or `min_position`, or an unknown query parameter",
         401: UNAUTHENTICATED,
+        429: RATE_LIMITED,
         503: UNAVAILABLE,
     }
     /// Reads of something that may not exist or not be visible.
@@ -159,6 +163,7 @@ problem_sets! {
         400: BAD_READ,
         401: UNAUTHENTICATED,
         404: NOT_VISIBLE,
+        429: RATE_LIMITED,
         503: UNAVAILABLE,
     }
     /// Reads some of whose readers are refused (grants: non-administrators; audit log without
@@ -168,11 +173,13 @@ problem_sets! {
         401: UNAUTHENTICATED,
         403: "Visible to the caller, but not readable by it",
         404: NOT_VISIBLE,
+        429: RATE_LIMITED,
         503: UNAVAILABLE,
     }
     /// `POST /v1/commands`.
     CommandProblems {
-        400: "Malformed envelope, unknown command type, invalid payload, header or \
+        400: "Malformed or ambiguous envelope (a duplicate key, a lone surrogate, an integer \
+              past 64 bits), unknown command type, invalid payload, header or \
               `expected_version`, or an unknown query parameter",
         401: UNAUTHENTICATED,
         403: "The caller may not do this",
@@ -183,7 +190,8 @@ problem_sets! {
         413: "The body exceeds 1 MiB",
         422: "Well-formed but not applicable (e.g. scopes not requested, location not usable), \
               or an `Idempotency-Key` reused with a different request",
-        503: "The event store is unavailable",
+        429: RATE_LIMITED,
+        503: "The event store is unavailable (`Retry-After`)",
     }
     /// Operational routes that depend on something being up.
     OpsProblems {

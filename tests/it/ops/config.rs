@@ -96,6 +96,24 @@ async fn a_zero_request_timeout_is_refused() {
 }
 
 #[tokio::test]
+async fn a_zero_header_read_timeout_is_refused() {
+    assert_refused(
+        &[("PLINTH_HEADER_READ_TIMEOUT_SECS", Some("0"))],
+        "PLINTH_HEADER_READ_TIMEOUT_SECS must be more than 0",
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn a_cap_of_no_connections_is_refused() {
+    assert_refused(
+        &[("PLINTH_MAX_CONNECTIONS", Some("0"))],
+        "PLINTH_MAX_CONNECTIONS must be at least 1",
+    )
+    .await;
+}
+
+#[tokio::test]
 async fn a_zero_readiness_lag_is_refused() {
     assert_refused(
         &[("PLINTH_READY_MAX_LAG_EVENTS", Some("0"))],
