@@ -29,6 +29,8 @@ struct Cli {
     command: Commands,
 }
 
+// Parsed once at start and matched at once: the size of `Serve`'s settings costs nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Subcommand)]
 enum Commands {
     /// Apply migrations, then serve the API and run the projectors and the Kafka relay.
