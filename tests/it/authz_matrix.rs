@@ -4,7 +4,9 @@
 //!
 //! The platform: root R, its child T (owning location L, resource provider RP and its provider
 //! P). Roles: nobody (no token), a stranger (a user without grants), a viewer, an editor and an
-//! administrator of T, an administrator of R (inherited by T), a platform administrator.
+//! administrator of T, an administrator of R (inherited by T), a platform administrator, and a
+//! resource provider signed in with a bound identity (RP itself, authorized nowhere: it holds
+//! no role, so it may do what a stranger may).
 
 use std::collections::BTreeMap;
 
@@ -22,9 +24,10 @@ enum Role {
     Admin,
     AncestorAdmin,
     PlatformAdmin,
+    BoundProvider,
 }
 
-const ROLES: [Role; 7] = [
+const ROLES: [Role; 8] = [
     Role::Nobody,
     Role::Stranger,
     Role::Viewer,
@@ -32,6 +35,7 @@ const ROLES: [Role; 7] = [
     Role::Admin,
     Role::AncestorAdmin,
     Role::PlatformAdmin,
+    Role::BoundProvider,
 ];
 
 /// Who may do what: the status each role gets.
@@ -47,6 +51,8 @@ enum Rule {
     AdministersTenant,
     /// The user itself (the viewer here) and platform administrators; others 404.
     SelfOrPlatform,
+    /// `/api/v1/allow` (`tenant_get` on T): 200 for whoever may, 403 for the others.
+    Allow,
 }
 
 impl Rule {
@@ -56,6 +62,9 @@ impl Rule {
             (Rule::Public, _) => 200,
             (_, Nobody) => 401,
             (Rule::AnyUser, _) => 200,
+            (Rule::Allow, Stranger | BoundProvider) => 403,
+            (Rule::Allow, _) => 200,
+            (Rule::SeesTenant | Rule::AdministersTenant, BoundProvider) => 404,
             (Rule::SeesTenant, Stranger) => 404,
             (Rule::SeesTenant, _) => 200,
             (Rule::AdministersTenant, Stranger) => 404,
@@ -76,6 +85,7 @@ fn rule_of(path: &str) -> Option<(Rule, &'static str)> {
         "/v1/users/{id}/roles" => (Rule::SelfOrPlatform, ""),
         "/v1/tenants/{id}/resources" => (Rule::SeesTenant, "annotation=example.com/k=v"),
         "/v1/access/check" => (Rule::SeesTenant, "ACCESS"),
+        "/api/v1/allow" => (Rule::Allow, "resource=T&action=tenant_get"),
         "/v1/audit" => (Rule::SeesTenant, "tenant_id=T"),
         p if p.starts_with("/v1/tenants/{id}")
             || p.starts_with("/v1/locations/{id}")
@@ -133,6 +143,14 @@ async fn platform(app: &TestApp) -> Platform {
     let mut tokens = BTreeMap::new();
     tokens.insert(Role::Nobody, None);
     tokens.insert(Role::PlatformAdmin, Some(admin.clone()));
+    app.ok(
+        &admin,
+        "BindResourceProviderIdentity",
+        json!({"resource_provider_id": resource_provider, "issuer": plinth_api::auth::DEV_ISSUER,
+               "subject": "rp-service"}),
+    )
+    .await;
+    tokens.insert(Role::BoundProvider, Some(app.token("rp-service")));
     let mut viewer_id = String::new();
     for (role, subject, on, granted) in [
         (Role::Stranger, "stranger", None, ""),
@@ -522,6 +540,15 @@ impl Cell<'_> {
                     self.ok("AddFinalizer", added.clone()).await;
                 }
                 (added, May::Editors)
+            }
+            "BindResourceProviderIdentity" | "UnbindResourceProviderIdentity" => {
+                let identity = json!({"resource_provider_id": self.resource_provider().await,
+                                      "issuer": "https://idp.example", "subject": n});
+                if command == "UnbindResourceProviderIdentity" {
+                    self.ok("BindResourceProviderIdentity", identity.clone())
+                        .await;
+                }
+                (identity, May::Admins)
             }
             other => panic!("no rule for command {other}: decide who may send it"),
         }
