@@ -121,7 +121,10 @@ fn domain_status(error: &DomainError) -> StatusCode {
     use DomainError as E;
     match error {
         E::NotFound { .. } => StatusCode::NOT_FOUND,
-        E::Forbidden { .. } | E::IdentityNotBound { .. } => StatusCode::FORBIDDEN,
+        E::Forbidden { .. }
+        | E::IdentityNotBound { .. }
+        | E::ScopeNotHeld { .. }
+        | E::NotOwnName { .. } => StatusCode::FORBIDDEN,
         E::Deleting { .. }
         | E::HasDependents { .. }
         | E::NameTaken { .. }

@@ -7,7 +7,7 @@ use crate::aggregate::{available_to, Aggregate, Body, Lifecycle};
 use crate::command::{self as cmd, Command};
 use crate::event::Event;
 use crate::id::{LocationId, ProviderId, ResourceId, ResourceProviderId, TenantId, UserId};
-use crate::values::Role;
+use crate::values::{QualifiedName, Role, Scope};
 
 /// Who is acting.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -146,6 +146,20 @@ pub enum DomainError {
         subject: String,
         user_id: String,
     },
+    /// A resource provider acting without a live authorization for the scope in the tenant
+    /// that governs the resource.
+    #[error("{resource_provider_id} does not hold `{scope}` in {tenant_id}")]
+    ScopeNotHeld {
+        resource_provider_id: ResourceProviderId,
+        scope: String,
+        tenant_id: TenantId,
+    },
+    /// A resource provider may write only statuses and finalizers named after itself.
+    #[error("`{name}` is not {resource_provider_id}'s: its name part must be the provider's id, or start with the id and a dot")]
+    NotOwnName {
+        resource_provider_id: ResourceProviderId,
+        name: String,
+    },
     /// The caller's identity is no longer bound to the resource provider it signed in as (or
     /// the provider was deleted) by the time the command commits.
     #[error("the caller's identity is no longer bound to {resource_provider_id}")]
@@ -170,6 +184,8 @@ impl DomainError {
             Self::NoScopes => "no-scopes",
             Self::IdentityIsAPerson { .. } => "identity-is-a-person",
             Self::IdentityNotBound { .. } => "identity-not-bound",
+            Self::ScopeNotHeld { .. } => "scope-not-held",
+            Self::NotOwnName { .. } => "not-own-name",
         }
     }
 }
@@ -786,8 +802,56 @@ impl<'a> Ctx<'a> {
         }])
     }
 
+    /// Statuses and finalizers: people by role, as other metadata; a resource provider by
+    /// scope (`status:write`, `finalizer:write`, or `…:*`) in the tenant that governs the
+    /// resource, and only under its own name (docs/security.md, "Scopes Plinth interprets").
+    fn provider_metadata_target(
+        &self,
+        id: &ResourceId,
+        name: &QualifiedName,
+        scope: &str,
+    ) -> Result<&'a Aggregate, DomainError> {
+        let Some(rp_id) = self.actor.resource_provider_id() else {
+            return self.metadata_target(id);
+        };
+        let agg = self.existing(id.as_str())?;
+        if !is_own_name(name, rp_id) {
+            return Err(DomainError::NotOwnName {
+                resource_provider_id: rp_id.clone(),
+                name: name.to_string(),
+            });
+        }
+        let scope = Scope::parse(scope).expect("a valid scope");
+        // A user's stream is governed by no tenant: nothing a provider may touch.
+        let tenant_id = agg.governing_tenant().ok_or(DomainError::Forbidden {
+            needed: Role::Editor,
+            on: None,
+        })?;
+        let path = self
+            .facts
+            .get(tenant_id.as_str())
+            .and_then(Aggregate::as_tenant)
+            .map(|t| t.path.as_slice());
+        let rp = self
+            .facts
+            .get(rp_id.as_str())
+            .and_then(Aggregate::as_resource_provider);
+        let held = match (path, rp) {
+            (Some(path), Some(rp)) => rp.holds_scope(&tenant_id, path, &scope),
+            _ => false,
+        };
+        if !held {
+            return Err(DomainError::ScopeNotHeld {
+                resource_provider_id: rp_id.clone(),
+                scope: scope.to_string(),
+                tenant_id,
+            });
+        }
+        Ok(agg)
+    }
+
     fn set_status(&self, c: &cmd::SetStatus) -> Decided {
-        let agg = self.metadata_target(&c.resource_id)?;
+        let agg = self.provider_metadata_target(&c.resource_id, &c.source, STATUS_SCOPE)?;
         if agg.metadata.statuses.get(&c.source) == Some(&c.data) {
             return unchanged();
         }
@@ -799,7 +863,7 @@ impl<'a> Ctx<'a> {
     }
 
     fn remove_status(&self, c: &cmd::RemoveStatus) -> Decided {
-        let agg = self.metadata_target(&c.resource_id)?;
+        let agg = self.provider_metadata_target(&c.resource_id, &c.source, STATUS_SCOPE)?;
         if !agg.metadata.statuses.contains_key(&c.source) {
             return unchanged();
         }
@@ -810,7 +874,7 @@ impl<'a> Ctx<'a> {
     }
 
     fn add_finalizer(&self, c: &cmd::AddFinalizer) -> Decided {
-        let agg = self.metadata_target(&c.resource_id)?;
+        let agg = self.provider_metadata_target(&c.resource_id, &c.finalizer, FINALIZER_SCOPE)?;
         self.live(c.resource_id.as_str())?;
         if agg.metadata.finalizers.contains(&c.finalizer) {
             return unchanged();
@@ -822,7 +886,7 @@ impl<'a> Ctx<'a> {
     }
 
     fn remove_finalizer(&self, c: &cmd::RemoveFinalizer) -> Decided {
-        let agg = self.metadata_target(&c.resource_id)?;
+        let agg = self.provider_metadata_target(&c.resource_id, &c.finalizer, FINALIZER_SCOPE)?;
         if !agg.metadata.finalizers.contains(&c.finalizer) {
             return unchanged();
         }
@@ -836,6 +900,25 @@ impl<'a> Ctx<'a> {
         }
         Ok(events)
     }
+}
+
+/// The scope a resource provider needs to set and remove its statuses.
+pub const STATUS_SCOPE: &str = "status:write";
+/// The scope a resource provider needs to add and remove its finalizers.
+pub const FINALIZER_SCOPE: &str = "finalizer:write";
+
+/// Whether a status source or finalizer is resource provider `rp`'s own: its name part (after
+/// the optional `prefix/`) is the provider's id, or starts with the id and a dot
+/// (`example.com/resopro-1abc….health`): ids may end in `-` or `_`, which a name may not.
+pub fn is_own_name(name: &QualifiedName, rp: &ResourceProviderId) -> bool {
+    let part = name
+        .as_str()
+        .rsplit_once('/')
+        .map_or(name.as_str(), |(_, part)| part);
+    part == rp.as_str()
+        || part
+            .strip_prefix(rp.as_str())
+            .is_some_and(|rest| rest.starts_with('.'))
 }
 
 /// The `<Resource>Deleted` event for a resource.

@@ -169,3 +169,113 @@ fn a_deleted_provider_acts_no_more() {
         "{err:?}"
     );
 }
+
+/// A provider owned by R, available to its child T and authorized there for `scopes`, its
+/// identity bound; a location owned by T. Returns (T, provider, location, acting provider).
+fn serving(w: &mut World, scopes: &[&str]) -> (String, String, String, Actor) {
+    let root = w.tenant("Root", None);
+    let tenant = w.tenant("T", Some(&root));
+    let rp = w.given(
+        "CreateResourceProvider",
+        json!({"tenant_id": root, "name": "LB", "scopes": ["status:write", "finalizer:*", "loadbalancer:*"]}),
+    );
+    w.given(
+        "MakeResourceProviderAvailable",
+        json!({"resource_provider_id": rp, "tenant_id": tenant}),
+    );
+    w.given(
+        "AuthorizeResourceProvider",
+        json!({"resource_provider_id": rp, "tenant_id": tenant, "scopes": scopes}),
+    );
+    w.given("BindResourceProviderIdentity", bind("svc", &rp));
+    let location = w.given("CreateLocation", json!({"tenant_id": tenant, "name": "L"}));
+    let acting = acting_as(&rp, "svc");
+    (tenant, rp, location, acting)
+}
+
+#[test]
+fn a_provider_writes_its_own_statuses_where_it_holds_status_write_and_nothing_else() {
+    let mut w = World::new();
+    let (tenant, rp, location, lb) = serving(&mut w, &["status:write"]);
+    let own = format!("example.com/{rp}.health");
+    let set =
+        |source: &str| json!({"resource_id": location, "source": source, "data": {"ok": true}});
+    let events = w.when(&lb, "SetStatus", set(&own)).unwrap();
+    assert_eq!(event_types(&events), ["StatusSet"]);
+    assert!(w.when(&lb, "SetStatus", set(&rp)).is_ok(), "its bare id");
+    for other in [
+        "example.com/health",
+        "example.com/resopro-someone-else.health",
+    ] {
+        let err = w.when(&lb, "SetStatus", set(other)).unwrap_err();
+        assert_eq!(err.code(), "not-own-name", "{other}: {err:?}");
+    }
+    // `status:write` is not `finalizer:write`, nor any other write.
+    let err = w
+        .when(
+            &lb,
+            "AddFinalizer",
+            json!({"resource_id": location, "finalizer": own}),
+        )
+        .unwrap_err();
+    assert_eq!(err.code(), "scope-not-held", "{err:?}");
+    let err = w
+        .when(
+            &lb,
+            "SetAnnotation",
+            json!({"resource_id": location, "key": "example.com/k", "value": "v"}),
+        )
+        .unwrap_err();
+    assert!(matches!(err, DomainError::Forbidden { .. }), "{err:?}");
+    // Revoked, the next command is refused; removing its status too.
+    w.given(
+        "RevokeResourceProviderAuthorization",
+        json!({"resource_provider_id": rp, "tenant_id": tenant}),
+    );
+    let err = w
+        .when(
+            &lb,
+            "RemoveStatus",
+            json!({"resource_id": location, "source": own}),
+        )
+        .unwrap_err();
+    assert_eq!(err.code(), "scope-not-held", "{err:?}");
+}
+
+#[test]
+fn a_provider_holds_a_finalizer_of_its_own_until_its_availability_is_revoked() {
+    let mut w = World::new();
+    let (tenant, rp, location, lb) = serving(&mut w, &["finalizer:*"]);
+    let own = json!({"resource_id": location, "finalizer": format!("example.com/{rp}.cleanup")});
+    w.when(&lb, "AddFinalizer", own.clone()).unwrap();
+    // Deleting waits on the provider; the provider's removal completes the deletion.
+    w.given("DeleteLocation", json!({"location_id": location}));
+    let events = w.when(&lb, "RemoveFinalizer", own.clone()).unwrap();
+    assert_eq!(
+        event_types(&events),
+        ["FinalizerRemoved", "LocationDeleted"]
+    );
+    // Elsewhere in T, after the availability is revoked: refused.
+    let other = w.given("CreateLocation", json!({"tenant_id": tenant, "name": "M"}));
+    let own = json!({"resource_id": other, "finalizer": format!("example.com/{rp}.cleanup")});
+    w.given(
+        "RevokeResourceProviderAvailability",
+        json!({"resource_provider_id": rp, "tenant_id": tenant}),
+    );
+    let err = w.when(&lb, "AddFinalizer", own).unwrap_err();
+    assert_eq!(err.code(), "scope-not-held", "{err:?}");
+}
+
+#[test]
+fn own_names_are_the_providers_id_or_the_id_and_a_dot() {
+    use crate::decide::is_own_name;
+    use crate::values::QualifiedName;
+    let rp = ResourceProviderId::parse("resopro-1abcdefghijklmnopqrst").unwrap();
+    let own = |s: &str| is_own_name(&QualifiedName::parse(s).unwrap(), &rp);
+    assert!(own("resopro-1abcdefghijklmnopqrst"));
+    assert!(own("example.com/resopro-1abcdefghijklmnopqrst"));
+    assert!(own("example.com/resopro-1abcdefghijklmnopqrst.health"));
+    assert!(!own("example.com/resopro-1abcdefghijklmnopqrstu"));
+    assert!(!own("resopro-1abcdefghijklmnopqrst.example.com/health"));
+    assert!(!own("example.com/x.resopro-1abcdefghijklmnopqrst"));
+}

@@ -39,7 +39,8 @@ async fn setup() -> Setup {
         .ok(
             &root,
             "CreateResourceProvider",
-            json!({"tenant_id": tenant, "name": "LB", "scopes": ["loadbalancer:*"]}),
+            json!({"tenant_id": tenant, "name": "LB",
+                   "scopes": ["loadbalancer:*", "status:write", "finalizer:write"]}),
         )
         .await;
     Setup {
@@ -370,4 +371,80 @@ async fn allow_answers_for_people_by_role_and_for_providers_by_their_live_scopes
     assert_eq!(allow_all(&s, &s.root, json!([])).await.status, 400);
     let bad = allow_all(&s, &s.root, json!([{"resource_id": child, "action": "x"}])).await;
     assert_eq!(bad.status, 400, "{bad:?}");
+}
+
+#[tokio::test]
+async fn a_provider_writes_its_own_status_while_authorized_and_the_event_names_it() {
+    let s = setup().await;
+    s.app
+        .ok(&s.root, "BindResourceProviderIdentity", s.identity(SERVICE))
+        .await;
+    let location = s
+        .app
+        .ok(
+            &s.root,
+            "CreateLocation",
+            json!({"tenant_id": s.tenant, "name": "L"}),
+        )
+        .await;
+    let lb = s.service_token(SERVICE).await;
+    let own = format!("example.com/{}.health", s.rp);
+    let status =
+        |source: &str| json!({"resource_id": location, "source": source, "data": {"up": 3}});
+    // Not authorized yet.
+    let refused = s.app.command(&lb, "SetStatus", status(&own)).await;
+    assert_eq!(refused.status, 403, "{refused:?}");
+    assert_eq!(refused.body["type"], "urn:plinth:problem:scope-not-held");
+    s.app
+        .ok(
+            &s.root,
+            "AuthorizeResourceProvider",
+            json!({"resource_provider_id": s.rp, "tenant_id": s.tenant,
+                   "scopes": ["status:write"]}),
+        )
+        .await;
+    let set = s.app.command(&lb, "SetStatus", status(&own)).await;
+    assert_eq!(set.status, 201, "{set:?}");
+    let events = all_events(&s.app.db.pool).await;
+    let recorded = events.iter().find(|e| e.event_type == "StatusSet").unwrap();
+    assert_eq!(recorded.metadata.actor.as_deref(), Some(s.rp.as_str()));
+    // Only under its own name, only what the scope covers.
+    let refused = s
+        .app
+        .command(&lb, "SetStatus", status("example.com/health"))
+        .await;
+    assert_eq!(
+        refused.body["type"], "urn:plinth:problem:not-own-name",
+        "{refused:?}"
+    );
+    let refused = s
+        .app
+        .command(
+            &lb,
+            "AddFinalizer",
+            json!({"resource_id": location, "finalizer": own}),
+        )
+        .await;
+    assert_eq!(
+        refused.body["type"], "urn:plinth:problem:scope-not-held",
+        "{refused:?}"
+    );
+    // Revoked: the next command is refused.
+    s.app
+        .ok(
+            &s.root,
+            "RevokeResourceProviderAuthorization",
+            json!({"resource_provider_id": s.rp, "tenant_id": s.tenant}),
+        )
+        .await;
+    let refused = s
+        .app
+        .command(
+            &lb,
+            "RemoveStatus",
+            json!({"resource_id": location, "source": own}),
+        )
+        .await;
+    assert_eq!(refused.status, 403, "{refused:?}");
+    assert_eq!(refused.body["type"], "urn:plinth:problem:scope-not-held");
 }
