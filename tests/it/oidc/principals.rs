@@ -331,6 +331,25 @@ async fn allow_answers_for_people_by_role_and_for_providers_by_their_live_scopes
     .await;
     assert_eq!(one_denied.status, 403, "{one_denied:?}");
 
+    // The bulk form answers each check, in order, allowed or not.
+    let response = reqwest::Client::new()
+        .post(format!("http://{}/api/v1/allow/bulk", s.app.app.address))
+        .bearer_auth(&lb)
+        .json(
+            &json!([{"resource_id": child, "action": "loadbalancer_get"},
+                      {"resource_id": child, "action": "network_get"}]),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let answers: Value = response.json().await.unwrap();
+    assert_eq!(
+        answers,
+        json!([{"resource_id": child, "action": "loadbalancer_get", "allowed": true},
+               {"resource_id": child, "action": "network_get", "allowed": false}])
+    );
+
     // Revoked, the next check says no.
     let revoked = s
         .app

@@ -1,7 +1,8 @@
-//! `GET|POST /api/v1/allow`: may the caller do an action on a resource? The permission check
-//! of Infratographer's permissions-api (`internal/api/permissions.go`), with its routes, query
-//! parameters, request bodies and statuses: 200 with `{}` allowed, 403 denied, 400 for a bad
-//! resource id or action. Refusals are Plinth's problem documents. Answered from the read
+//! `GET|POST /api/v1/allow` and `POST /api/v1/allow/bulk`: may the caller do an action on a
+//! resource? The permission check of Infratographer's permissions-api
+//! (`internal/api/permissions.go`), with its routes, query parameters, request bodies and
+//! statuses: 200 with `{}` allowed, 403 denied, 400 for a bad resource id or action; the bulk
+//! form answers 200 with `[{"resource_id", "action", "allowed"}]`. Refusals are Plinth's problem documents. Answered from the read
 //! models (`?min_position=` waits for them), for people by their roles and resource providers
 //! by their scopes (docs/security.md, "Actions").
 
@@ -88,6 +89,54 @@ pub(crate) async fn allow_all(read: Read, body: Bytes) -> Reply<Allowed> {
         })
         .collect::<Result<Vec<_>, _>>()?;
     decide(&read, &checks).await
+}
+
+/// One answer of the bulk form, as permissions-api's `checkActionResponse`.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub(crate) struct BulkAnswer {
+    resource_id: String,
+    action: String,
+    allowed: bool,
+}
+
+#[utoipa::path(
+    post,
+    path = "/api/v1/allow/bulk",
+    tag = "permissions",
+    summary = "Which of these actions may the caller do? 200 with an answer per check, in order",
+    params(Wait),
+    request_body = Vec<ActionCheck>,
+    responses((status = 200, description = "One answer per check, in the order asked", body = Vec<BulkAnswer>), AllowProblems),
+    security(("bearer" = [])),
+)]
+pub(crate) async fn allow_bulk(read: Read, body: Bytes) -> Reply<Vec<BulkAnswer>> {
+    let request: Vec<ActionCheck> = serde_json::from_slice(&body)
+        .map_err(|e| ApiError::BadRequest(format!("invalid check request: {e}")))?;
+    if request.len() > MAX_ACTIONS {
+        return Err(ApiError::BadRequest(format!(
+            "invalid check request: at most {MAX_ACTIONS} checks, not {}",
+            request.len()
+        )));
+    }
+    let checks = request
+        .iter()
+        .enumerate()
+        .map(|(i, c)| {
+            parse(&c.resource_id, &c.action)
+                .map_err(|e| ApiError::BadRequest(format!("invalid check request: check {i}: {e}")))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let mut answers = Vec::with_capacity(checks.len());
+    for (check, (id, action)) in request.into_iter().zip(&checks) {
+        let allowed =
+            queries::allowed(&read.client, &read.caller.actor, id.as_str(), action).await?;
+        answers.push(BulkAnswer {
+            resource_id: check.resource_id,
+            action: check.action,
+            allowed,
+        });
+    }
+    Ok(Json(answers))
 }
 
 /// A resource id and an action, each checked: a 400 names what is wrong.

@@ -66,6 +66,7 @@ pub(crate) fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(log::stream_events))
         .routes(routes!(log::audit))
         .routes(routes!(allow::allow, allow::allow_all))
+        .routes(routes!(allow::allow_bulk))
 }
 
 /// The query string, parsed on demand so that every malformed value is a clear 400.
