@@ -121,8 +121,14 @@ fn domain_status(error: &DomainError) -> StatusCode {
     use DomainError as E;
     match error {
         E::NotFound { .. } => StatusCode::NOT_FOUND,
-        E::Forbidden { .. } => StatusCode::FORBIDDEN,
-        E::Deleting { .. } | E::HasDependents { .. } | E::NameTaken { .. } => StatusCode::CONFLICT,
+        E::Forbidden { .. }
+        | E::IdentityNotBound { .. }
+        | E::ScopeNotHeld { .. }
+        | E::NotOwnName { .. } => StatusCode::FORBIDDEN,
+        E::Deleting { .. }
+        | E::HasDependents { .. }
+        | E::NameTaken { .. }
+        | E::IdentityIsAPerson { .. } => StatusCode::CONFLICT,
         E::NotStrictDescendant { .. }
         | E::NotAvailable { .. }
         | E::LocationNotUsable { .. }

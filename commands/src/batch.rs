@@ -109,7 +109,7 @@ async fn run_pipelined(
     // Everything the decisions read, targets included; their chains come with them.
     let mut shared: Vec<String> = subs
         .iter()
-        .flat_map(|s| s.command.references())
+        .flat_map(|s| s.references())
         .chain(existing.iter().cloned())
         .collect();
     shared.sort();
@@ -126,7 +126,7 @@ async fn run_pipelined(
         .filter_map(|(i, s)| {
             s.idempotency
                 .as_ref()
-                .map(|k| (i, s.actor.user_id.as_str(), k.key.as_str()))
+                .map(|k| (i, s.actor.id(), k.key.as_str()))
         })
         .collect();
     let key_users: Vec<&str> = keyed.iter().map(|k| k.1).collect();
@@ -291,7 +291,7 @@ async fn decide_and_write(
             }
         };
         let metadata = EventMetadata {
-            actor: Some(sub.actor.user_id.clone()),
+            actor: Some(sub.actor.id().to_owned()),
             command_id: sub.command_id,
             correlation_id: sub.correlation_id,
             causation_id: sub.causation_id.unwrap_or(sub.command_id),
@@ -420,12 +420,7 @@ async fn decide_and_write(
             events,
         };
         if let Some(key) = &sub.idempotency {
-            keys.push(
-                sub.actor.user_id.as_str(),
-                &key.key,
-                &key.request_hash,
-                &outcome,
-            )?;
+            keys.push(sub.actor.id(), &key.key, &key.request_hash, &outcome)?;
         }
         results[p.index] = Some(Ok((outcome, false)));
     }

@@ -134,7 +134,7 @@ fn split_batch(jobs: Vec<Job>) -> (Vec<Job>, Vec<Job>) {
     jobs.into_iter().partition(|job| {
         let sub = &job.submission;
         if let Some(k) = &sub.idempotency {
-            if !keys.insert((sub.actor.user_id.clone(), k.key.clone())) {
+            if !keys.insert((sub.actor.id().to_owned(), k.key.clone())) {
                 return false;
             }
         }
@@ -142,7 +142,7 @@ fn split_batch(jobs: Vec<Job>) -> (Vec<Job>, Vec<Job>) {
             Target::Existing(id) if sub.command.checks_dependents() => Some(id),
             _ => None,
         };
-        let references = sub.command.references();
+        let references = sub.references();
         let conflicts = delete.as_ref().is_some_and(|d| referenced.contains(d))
             || references.iter().any(|r| deleting.contains(r));
         if conflicts {

@@ -31,5 +31,5 @@ pub use log::read_after;
 pub use model::{AppendedEvent, Checkpoint, CommandOutcome, EventMetadata, StoredEvent};
 pub use snapshots::DEFAULT_CACHED_STATES;
 pub use sqlstate::{database_unreachable, DbFailure};
-pub use store::{pool, ChainBreak, EventStore, HeadMismatch};
+pub use store::{pool, ChainBreak, EventStore, HeadMismatch, Identity};
 pub use submission::{IdempotencyKey, Submission};

@@ -6,13 +6,15 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use plinth_domain::{DecodeError, Event, UserId};
+use plinth_domain::{DecodeError, Event};
 
 /// Stored with every event: who, why, and in answer to what.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct EventMetadata {
-    /// The acting user; `null` for events the system records itself.
-    pub actor: Option<UserId>,
+    /// The acting principal's id: a user's (`idntusr-…`) or a resource provider's
+    /// (`resopro-…`, signed in with a bound identity); `null` for events the system records
+    /// itself.
+    pub actor: Option<String>,
     pub command_id: Uuid,
     /// Shared by everything done for one originating request.
     pub correlation_id: Uuid,

@@ -4,7 +4,7 @@ use anyhow::Context as _;
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
 use tokio_postgres::NoTls;
 
-use plinth_domain::{Event, UserId};
+use plinth_domain::{Event, ResourceProviderId, UserId};
 
 use crate::hash;
 use crate::log::{self, stored_event};
@@ -115,6 +115,35 @@ impl EventStore {
         record_user(&tx, &user_id, issuer, subject).await?;
         tx.commit().await?;
         Ok(user_id)
+    }
+
+    /// Who (issuer, subject) is: the resource providers it is or was bound to if any (read
+    /// from the streams' committed states, so a bind or an unbind counts from its commit on),
+    /// else the user recorded for it, recording the user unless it exists
+    /// ([`Self::ensure_user`]). The binding is looked up again under the user streams' locks,
+    /// which a bind takes too (`BindResourceProviderIdentity` reads them): an identity ever
+    /// bound is never also recorded as a person.
+    pub async fn resolve_identity(&self, issuer: &str, subject: &str) -> anyhow::Result<Identity> {
+        let mut client = self.pool.get().await?;
+        if let Some(bound) = bound_resource_providers(&**client, issuer, subject).await? {
+            return Ok(bound);
+        }
+        let user_id = UserId::for_identity(issuer, subject);
+        let legacy = UserId::legacy_for_identity(issuer, subject);
+        if let Some(existing) = existing_user(&**client, &user_id, &legacy).await? {
+            return Ok(Identity::User(existing));
+        }
+        let tx = client.transaction().await?;
+        crate::lock_streams(&*tx, &[user_id.as_str(), legacy.as_str()], &[]).await?;
+        if let Some(bound) = bound_resource_providers(&*tx, issuer, subject).await? {
+            return Ok(bound);
+        }
+        if let Some(existing) = existing_user(&*tx, &user_id, &legacy).await? {
+            return Ok(Identity::User(existing));
+        }
+        record_user(&tx, &user_id, issuer, subject).await?;
+        tx.commit().await?;
+        Ok(Identity::User(user_id))
     }
 
     /// Records (issuer, subject)'s `UserCreated` under exactly `user_id` unless that stream
@@ -256,6 +285,59 @@ impl std::fmt::Display for HeadMismatch {
     }
 }
 
+/// Who an (issuer, subject) is, as [`EventStore::resolve_identity`] finds it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Identity {
+    /// Bound to these resource providers (not deleted), oldest first: one, unless two binds
+    /// of the same identity to different providers raced, which the caller must refuse.
+    ResourceProviders(Vec<ResourceProviderId>),
+    /// Bound once, to these resource providers, and unbound since (or the provider was
+    /// deleted): acts as nobody.
+    Retired(Vec<ResourceProviderId>),
+    /// A person.
+    User(UserId),
+}
+
+/// The resource providers (issuer, subject) is bound to, not deleted, or else those it was
+/// bound to; `None` if it never was: lookups in the `streams_rp_*identities_idx` indexes (V40)
+/// of their committed states.
+async fn bound_resource_providers(
+    client: &impl tokio_postgres::GenericClient,
+    issuer: &str,
+    subject: &str,
+) -> anyhow::Result<Option<Identity>> {
+    let wanted = serde_json::json!([{ "issuer": issuer, "subject": subject }]);
+    let rows = client
+        .query(
+            "select stream_id,
+                    lifecycle <> 'deleted' and snapshot->'body'->'identities' @> $1::jsonb
+             from streams
+             where kind = 'resource_provider'
+               and (snapshot->'body'->'identities' @> $1::jsonb
+                    or snapshot->'body'->'unbound_identities' @> $1::jsonb)
+             order by stream_id",
+            &[&tokio_postgres::types::Json(&wanted)],
+        )
+        .await?;
+    let (mut bound, mut retired) = (Vec::new(), Vec::new());
+    for row in &rows {
+        let id = ResourceProviderId::parse(row.get::<_, &str>(0))
+            .context("a resource provider stream with a malformed id")?;
+        if row.get::<_, bool>(1) {
+            bound.push(id);
+        } else {
+            retired.push(id);
+        }
+    }
+    Ok(if !bound.is_empty() {
+        Some(Identity::ResourceProviders(bound))
+    } else if !retired.is_empty() {
+        Some(Identity::Retired(retired))
+    } else {
+        None
+    })
+}
+
 /// The id of the user recorded for an identity, if any: its stream under the id identity-api
 /// derives, else under Plinth's legacy one.
 async fn existing_user(
@@ -304,7 +386,7 @@ async fn record_user(
     };
     let command_id = uuid::Uuid::now_v7();
     let metadata = EventMetadata {
-        actor: Some(user_id.clone()),
+        actor: Some(user_id.to_string()),
         command_id,
         correlation_id: command_id,
         causation_id: command_id,

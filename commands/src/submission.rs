@@ -26,6 +26,14 @@ pub struct Submission {
 }
 
 impl Submission {
+    /// Every stream the decision reads besides its target: the command's references and the
+    /// acting resource provider's stream (its bound identities are checked at commit).
+    pub fn references(&self) -> Vec<String> {
+        let mut ids = self.command.references();
+        ids.extend(self.actor.references());
+        ids
+    }
+
     /// A submission with fresh ids and no options.
     pub fn new(actor: Actor, command: Command) -> Self {
         let command_id = Uuid::now_v7();

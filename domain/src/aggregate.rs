@@ -9,7 +9,8 @@ use serde::{Deserialize, Serialize};
 use crate::event::Event;
 use crate::id::{AggregateKind, LocationId, ResourceProviderId, TenantId, UserId};
 use crate::values::{
-    scopes_cover, AnnotationValue, Description, Name, QualifiedName, Role, Scope, StatusData,
+    scopes_cover, AnnotationValue, Description, IdentityPart, Name, QualifiedName, Role, Scope,
+    StatusData,
 };
 
 /// Where a resource is in its life.
@@ -81,6 +82,21 @@ pub struct ResourceProvider {
     pub available_to: BTreeMap<TenantId, bool>,
     pub locations: BTreeSet<LocationId>,
     pub authorizations: BTreeMap<TenantId, Authorization>,
+    /// The (issuer, subject) pairs whose tokens act as it. Absent from snapshots written
+    /// before identities could be bound.
+    #[serde(default)]
+    pub identities: BTreeSet<BoundIdentity>,
+    /// Identities bound once and unbound since: their tokens are refused, never taken for a
+    /// person's (docs/security.md).
+    #[serde(default)]
+    pub unbound_identities: BTreeSet<BoundIdentity>,
+}
+
+/// An (issuer, subject) bound to a resource provider.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct BoundIdentity {
+    pub issuer: IdentityPart,
+    pub subject: IdentityPart,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -210,6 +226,13 @@ impl ResourceProvider {
         })
     }
 
+    /// Whether tokens of (issuer, subject) act as this resource provider.
+    pub fn is_bound(&self, issuer: &str, subject: &str) -> bool {
+        self.identities
+            .iter()
+            .any(|i| i.issuer.as_str() == issuer && i.subject.as_str() == subject)
+    }
+
     pub fn is_available_at(&self, tenant: &TenantId, tenant_path: &[TenantId]) -> bool {
         available_to(&self.tenant_id, &self.available_to, tenant, tenant_path)
     }
@@ -312,6 +335,8 @@ pub fn apply(state: Option<Aggregate>, event: &Event) -> Option<Aggregate> {
                 available_to: BTreeMap::new(),
                 locations: BTreeSet::new(),
                 authorizations: BTreeMap::new(),
+                identities: BTreeSet::new(),
+                unbound_identities: BTreeSet::new(),
             }),
         ),
         (
@@ -427,6 +452,32 @@ fn apply_to_existing(agg: &mut Aggregate, event: &Event) {
         }
         (Body::ResourceProvider(r), E::ProviderAuthorizationRevoked { tenant_id, .. }) => {
             r.authorizations.remove(tenant_id);
+        }
+        (
+            Body::ResourceProvider(r),
+            E::ResourceProviderIdentityBound {
+                issuer, subject, ..
+            },
+        ) => {
+            let identity = BoundIdentity {
+                issuer: issuer.clone(),
+                subject: subject.clone(),
+            };
+            r.unbound_identities.remove(&identity);
+            r.identities.insert(identity);
+        }
+        (
+            Body::ResourceProvider(r),
+            E::ResourceProviderIdentityUnbound {
+                issuer, subject, ..
+            },
+        ) => {
+            let identity = BoundIdentity {
+                issuer: issuer.clone(),
+                subject: subject.clone(),
+            };
+            r.identities.remove(&identity);
+            r.unbound_identities.insert(identity);
         }
         (_, E::TenantDeleted { .. })
         | (_, E::LocationDeleted { .. })

@@ -9,7 +9,9 @@ use serde::{Deserialize, Serialize};
 use crate::id::{
     AggregateKind, LocationId, ProviderId, ResourceId, ResourceProviderId, TenantId, UserId,
 };
-use crate::values::{AnnotationValue, Description, Name, QualifiedName, Role, Scope, StatusData};
+use crate::values::{
+    AnnotationValue, Description, IdentityPart, Name, QualifiedName, Role, Scope, StatusData,
+};
 
 macro_rules! payload {
     ($(#[$doc:meta])* $name:ident { $($(#[$fdoc:meta])* $field:ident : $ty:ty),* $(,)? }) => {
@@ -83,6 +85,18 @@ payload!(RevokeResourceProviderAuthorization {
     resource_provider_id: ResourceProviderId,
     tenant_id: TenantId
 });
+payload!(
+    /// Lets the tokens of (issuer, subject) act as the resource provider (docs/security.md).
+    BindResourceProviderIdentity {
+    resource_provider_id: ResourceProviderId,
+    issuer: IdentityPart,
+    subject: IdentityPart
+});
+payload!(UnbindResourceProviderIdentity {
+    resource_provider_id: ResourceProviderId,
+    issuer: IdentityPart,
+    subject: IdentityPart
+});
 payload!(RegisterProvider {
     tenant_id: TenantId,
     resource_provider_id: ResourceProviderId,
@@ -150,6 +164,8 @@ pub enum Command {
     RemoveResourceProviderLocation(RemoveResourceProviderLocation),
     AuthorizeResourceProvider(AuthorizeResourceProvider),
     RevokeResourceProviderAuthorization(RevokeResourceProviderAuthorization),
+    BindResourceProviderIdentity(BindResourceProviderIdentity),
+    UnbindResourceProviderIdentity(UnbindResourceProviderIdentity),
     RegisterProvider(RegisterProvider),
     UnregisterProvider(UnregisterProvider),
     SetAnnotation(SetAnnotation),
@@ -207,6 +223,8 @@ impl Command {
             RemoveResourceProviderLocation,
             AuthorizeResourceProvider,
             RevokeResourceProviderAuthorization,
+            BindResourceProviderIdentity,
+            UnbindResourceProviderIdentity,
             RegisterProvider,
             UnregisterProvider,
             SetAnnotation,
@@ -243,6 +261,8 @@ impl Command {
             C::RemoveResourceProviderLocation(c) => existing(c.resource_provider_id.as_str()),
             C::AuthorizeResourceProvider(c) => existing(c.resource_provider_id.as_str()),
             C::RevokeResourceProviderAuthorization(c) => existing(c.resource_provider_id.as_str()),
+            C::BindResourceProviderIdentity(c) => existing(c.resource_provider_id.as_str()),
+            C::UnbindResourceProviderIdentity(c) => existing(c.resource_provider_id.as_str()),
             C::UnregisterProvider(c) => existing(c.provider_id.as_str()),
             C::SetAnnotation(c) => existing(c.resource_id.as_str()),
             C::RemoveAnnotation(c) => existing(c.resource_id.as_str()),
@@ -258,6 +278,12 @@ impl Command {
     /// that what the decision saw still holds when it commits.
     pub fn references(&self) -> Vec<String> {
         use Command as C;
+        if let C::BindResourceProviderIdentity(c) = self {
+            // The identity's user streams (both derivations, ADR 0014): a bound identity is
+            // never also a person, and the user's first request locks the same streams.
+            let (user, legacy) = c.user_ids();
+            return vec![user.to_string(), legacy.to_string()];
+        }
         let ids: Vec<&str> = match self {
             C::CreateTenant(c) => c.parent_id.iter().map(|p| p.as_str()).collect(),
             C::CreateLocation(c) => vec![c.tenant_id.as_str()],
@@ -282,6 +308,18 @@ impl Command {
             Command::DeleteTenant(_)
                 | Command::DeleteResourceProvider(_)
                 | Command::DeleteLocation(_)
+        )
+    }
+}
+
+impl BindResourceProviderIdentity {
+    /// The ids a person signing in with this identity would be recorded under: identity-api's
+    /// and Plinth's legacy one (docs/adr/0014).
+    pub fn user_ids(&self) -> (UserId, UserId) {
+        let (issuer, subject) = (self.issuer.as_str(), self.subject.as_str());
+        (
+            UserId::for_identity(issuer, subject),
+            UserId::legacy_for_identity(issuer, subject),
         )
     }
 }
@@ -346,6 +384,8 @@ mod tests {
             "source",
             "data",
             "finalizer",
+            "issuer",
+            "subject",
             "colour",
             "",
         ];
@@ -396,6 +436,7 @@ mod tests {
             "SetStatus",
             "AddFinalizer",
             "RegisterProvider",
+            "BindResourceProviderIdentity",
             "DropTables",
             "",
         ];

@@ -7,14 +7,83 @@ use crate::aggregate::{available_to, Aggregate, Body, Lifecycle};
 use crate::command::{self as cmd, Command};
 use crate::event::Event;
 use crate::id::{LocationId, ProviderId, ResourceId, ResourceProviderId, TenantId, UserId};
-use crate::values::Role;
+use crate::values::{QualifiedName, Role, Scope};
 
 /// Who is acting.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Actor {
-    pub user_id: UserId,
+    pub principal: Principal,
     /// Configured platform administrators may do everything, including creating roots.
     pub platform_admin: bool,
+}
+
+/// The kinds of principal besides platform administrators (docs/security.md).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Principal {
+    /// A person: may do what its roles on tenants allow.
+    User(UserId),
+    /// A resource provider, signed in with an identity bound to it. Whether the identity is
+    /// still bound is decided again when the command commits, like a person's roles.
+    ResourceProvider {
+        id: ResourceProviderId,
+        issuer: String,
+        subject: String,
+    },
+}
+
+impl Actor {
+    /// A person.
+    pub fn user(user_id: UserId, platform_admin: bool) -> Self {
+        Self {
+            principal: Principal::User(user_id),
+            platform_admin,
+        }
+    }
+
+    /// A resource provider acting through the bound (issuer, subject). Never a platform
+    /// administrator.
+    pub fn resource_provider(id: ResourceProviderId, issuer: String, subject: String) -> Self {
+        Self {
+            principal: Principal::ResourceProvider {
+                id,
+                issuer,
+                subject,
+            },
+            platform_admin: false,
+        }
+    }
+
+    /// The id events record as their actor: the user's or the resource provider's.
+    pub fn id(&self) -> &str {
+        match &self.principal {
+            Principal::User(u) => u.as_str(),
+            Principal::ResourceProvider { id, .. } => id.as_str(),
+        }
+    }
+
+    /// The person acting, if a person is.
+    pub fn user_id(&self) -> Option<&UserId> {
+        match &self.principal {
+            Principal::User(u) => Some(u),
+            Principal::ResourceProvider { .. } => None,
+        }
+    }
+
+    /// The resource provider acting, if one is.
+    pub fn resource_provider_id(&self) -> Option<&ResourceProviderId> {
+        match &self.principal {
+            Principal::User(_) => None,
+            Principal::ResourceProvider { id, .. } => Some(id),
+        }
+    }
+
+    /// Streams a decision for this actor reads besides the command's: a resource provider's
+    /// own stream, whose bound identities (and authorizations) are checked at commit.
+    pub fn references(&self) -> Vec<String> {
+        self.resource_provider_id()
+            .map(|id| vec![id.to_string()])
+            .unwrap_or_default()
+    }
 }
 
 /// What the write side loaded for a decision: the target, the command's references, and the
@@ -70,6 +139,33 @@ pub enum DomainError {
     /// A resource provider must request at least one scope.
     #[error("at least one scope is required")]
     NoScopes,
+    /// The identity already signed in as a person; a person is never a resource provider.
+    #[error("({issuer}, {subject}) is recorded as a person ({user_id}) and cannot act as a resource provider")]
+    IdentityIsAPerson {
+        issuer: String,
+        subject: String,
+        user_id: String,
+    },
+    /// A resource provider acting without a live authorization for the scope in the tenant
+    /// that governs the resource.
+    #[error("{resource_provider_id} does not hold `{scope}` in {tenant_id}")]
+    ScopeNotHeld {
+        resource_provider_id: ResourceProviderId,
+        scope: String,
+        tenant_id: TenantId,
+    },
+    /// A resource provider may write only statuses and finalizers named after itself.
+    #[error("`{name}` is not {resource_provider_id}'s: its name part must be the provider's id, or start with the id and a dot")]
+    NotOwnName {
+        resource_provider_id: ResourceProviderId,
+        name: String,
+    },
+    /// The caller's identity is no longer bound to the resource provider it signed in as (or
+    /// the provider was deleted) by the time the command commits.
+    #[error("the caller's identity is no longer bound to {resource_provider_id}")]
+    IdentityNotBound {
+        resource_provider_id: ResourceProviderId,
+    },
 }
 
 impl DomainError {
@@ -86,6 +182,10 @@ impl DomainError {
             Self::LocationNotUsable { .. } => "location-not-usable",
             Self::ScopesNotRequested { .. } => "scopes-not-requested",
             Self::NoScopes => "no-scopes",
+            Self::IdentityIsAPerson { .. } => "identity-is-a-person",
+            Self::IdentityNotBound { .. } => "identity-not-bound",
+            Self::ScopeNotHeld { .. } => "scope-not-held",
+            Self::NotOwnName { .. } => "not-own-name",
         }
     }
 }
@@ -102,6 +202,7 @@ pub fn decide(
     now: DateTime<Utc>,
 ) -> Decided {
     let ctx = Ctx { actor, facts, now };
+    ctx.check_principal()?;
     use Command as C;
     match command {
         C::CreateTenant(c) => ctx.create_tenant(c, target_id),
@@ -123,6 +224,8 @@ pub fn decide(
         C::RemoveResourceProviderLocation(c) => ctx.remove_rp_location(c),
         C::AuthorizeResourceProvider(c) => ctx.authorize_rp(c),
         C::RevokeResourceProviderAuthorization(c) => ctx.revoke_rp_authorization(c),
+        C::BindResourceProviderIdentity(c) => ctx.bind_identity(c),
+        C::UnbindResourceProviderIdentity(c) => ctx.unbind_identity(c),
         C::RegisterProvider(c) => ctx.register_provider(c, target_id),
         C::UnregisterProvider(c) => ctx.delete_resource(&c.provider_id.clone().into()),
         C::SetAnnotation(c) => ctx.set_annotation(c),
@@ -190,10 +293,39 @@ impl<'a> Ctx<'a> {
             .ok_or_else(|| not_found(id.as_str()))
     }
 
+    /// A resource provider acts only while the identity it signed in with is bound to it and
+    /// it is not deleted: checked against the state locked for this commit, so unbinding
+    /// stops the next command whatever the caller's token says.
+    fn check_principal(&self) -> Result<(), DomainError> {
+        let Principal::ResourceProvider {
+            id,
+            issuer,
+            subject,
+        } = &self.actor.principal
+        else {
+            return Ok(());
+        };
+        let bound = self
+            .facts
+            .get(id.as_str())
+            .filter(|agg| agg.lifecycle != Lifecycle::Deleted)
+            .and_then(Aggregate::as_resource_provider)
+            .is_some_and(|rp| rp.is_bound(issuer, subject));
+        if bound {
+            Ok(())
+        } else {
+            Err(DomainError::IdentityNotBound {
+                resource_provider_id: id.clone(),
+            })
+        }
+    }
+
     fn require(&self, needed: Role, on: &TenantId) -> Result<(), DomainError> {
-        if self.actor.platform_admin
-            || effective_role(self.facts, &self.actor.user_id, on).is_some_and(|r| r >= needed)
-        {
+        let role = self
+            .actor
+            .user_id()
+            .and_then(|user| effective_role(self.facts, user, on));
+        if self.actor.platform_admin || role.is_some_and(|r| r >= needed) {
             Ok(())
         } else {
             Err(DomainError::Forbidden {
@@ -577,6 +709,50 @@ impl<'a> Ctx<'a> {
         }])
     }
 
+    /// Admins of the owner bind identities to a live resource provider; an identity recorded
+    /// as a person cannot be bound (its user streams are locked and loaded for this).
+    fn bind_identity(&self, c: &cmd::BindResourceProviderIdentity) -> Decided {
+        let (agg, rp) = self.resource_provider(&c.resource_provider_id)?;
+        self.require_on(Role::Admin, agg)?;
+        self.live(c.resource_provider_id.as_str())?;
+        let (user, legacy) = c.user_ids();
+        if let Some(person) = [user, legacy]
+            .iter()
+            .find(|id| self.facts.get(id.as_str()).is_some())
+        {
+            return Err(DomainError::IdentityIsAPerson {
+                issuer: c.issuer.to_string(),
+                subject: c.subject.to_string(),
+                user_id: person.to_string(),
+            });
+        }
+        if rp.is_bound(c.issuer.as_str(), c.subject.as_str()) {
+            return unchanged();
+        }
+        Ok(vec![Event::ResourceProviderIdentityBound {
+            resource_provider_id: c.resource_provider_id.clone(),
+            issuer: c.issuer.clone(),
+            subject: c.subject.clone(),
+        }])
+    }
+
+    /// Admins of the owner unbind, and so may the resource provider itself (retiring a
+    /// credential it has replaced).
+    fn unbind_identity(&self, c: &cmd::UnbindResourceProviderIdentity) -> Decided {
+        let (agg, rp) = self.resource_provider(&c.resource_provider_id)?;
+        if self.actor.resource_provider_id() != Some(&c.resource_provider_id) {
+            self.require_on(Role::Admin, agg)?;
+        }
+        if !rp.is_bound(c.issuer.as_str(), c.subject.as_str()) {
+            return unchanged();
+        }
+        Ok(vec![Event::ResourceProviderIdentityUnbound {
+            resource_provider_id: c.resource_provider_id.clone(),
+            issuer: c.issuer.clone(),
+            subject: c.subject.clone(),
+        }])
+    }
+
     fn register_provider(&self, c: &cmd::RegisterProvider, new_id: &str) -> Decided {
         self.owner_for_new_resource(&c.tenant_id)?;
         let tenant = self.tenant(&c.tenant_id)?;
@@ -626,8 +802,56 @@ impl<'a> Ctx<'a> {
         }])
     }
 
+    /// Statuses and finalizers: people by role, as other metadata; a resource provider by
+    /// scope (`status:write`, `finalizer:write`, or `…:*`) in the tenant that governs the
+    /// resource, and only under its own name (docs/security.md, "Scopes Plinth interprets").
+    fn provider_metadata_target(
+        &self,
+        id: &ResourceId,
+        name: &QualifiedName,
+        scope: &str,
+    ) -> Result<&'a Aggregate, DomainError> {
+        let Some(rp_id) = self.actor.resource_provider_id() else {
+            return self.metadata_target(id);
+        };
+        let agg = self.existing(id.as_str())?;
+        if !is_own_name(name, rp_id) {
+            return Err(DomainError::NotOwnName {
+                resource_provider_id: rp_id.clone(),
+                name: name.to_string(),
+            });
+        }
+        let scope = Scope::parse(scope).expect("a valid scope");
+        // A user's stream is governed by no tenant: nothing a provider may touch.
+        let tenant_id = agg.governing_tenant().ok_or(DomainError::Forbidden {
+            needed: Role::Editor,
+            on: None,
+        })?;
+        let path = self
+            .facts
+            .get(tenant_id.as_str())
+            .and_then(Aggregate::as_tenant)
+            .map(|t| t.path.as_slice());
+        let rp = self
+            .facts
+            .get(rp_id.as_str())
+            .and_then(Aggregate::as_resource_provider);
+        let held = match (path, rp) {
+            (Some(path), Some(rp)) => rp.holds_scope(&tenant_id, path, &scope),
+            _ => false,
+        };
+        if !held {
+            return Err(DomainError::ScopeNotHeld {
+                resource_provider_id: rp_id.clone(),
+                scope: scope.to_string(),
+                tenant_id,
+            });
+        }
+        Ok(agg)
+    }
+
     fn set_status(&self, c: &cmd::SetStatus) -> Decided {
-        let agg = self.metadata_target(&c.resource_id)?;
+        let agg = self.provider_metadata_target(&c.resource_id, &c.source, STATUS_SCOPE)?;
         if agg.metadata.statuses.get(&c.source) == Some(&c.data) {
             return unchanged();
         }
@@ -639,7 +863,7 @@ impl<'a> Ctx<'a> {
     }
 
     fn remove_status(&self, c: &cmd::RemoveStatus) -> Decided {
-        let agg = self.metadata_target(&c.resource_id)?;
+        let agg = self.provider_metadata_target(&c.resource_id, &c.source, STATUS_SCOPE)?;
         if !agg.metadata.statuses.contains_key(&c.source) {
             return unchanged();
         }
@@ -650,7 +874,7 @@ impl<'a> Ctx<'a> {
     }
 
     fn add_finalizer(&self, c: &cmd::AddFinalizer) -> Decided {
-        let agg = self.metadata_target(&c.resource_id)?;
+        let agg = self.provider_metadata_target(&c.resource_id, &c.finalizer, FINALIZER_SCOPE)?;
         self.live(c.resource_id.as_str())?;
         if agg.metadata.finalizers.contains(&c.finalizer) {
             return unchanged();
@@ -662,7 +886,7 @@ impl<'a> Ctx<'a> {
     }
 
     fn remove_finalizer(&self, c: &cmd::RemoveFinalizer) -> Decided {
-        let agg = self.metadata_target(&c.resource_id)?;
+        let agg = self.provider_metadata_target(&c.resource_id, &c.finalizer, FINALIZER_SCOPE)?;
         if !agg.metadata.finalizers.contains(&c.finalizer) {
             return unchanged();
         }
@@ -676,6 +900,25 @@ impl<'a> Ctx<'a> {
         }
         Ok(events)
     }
+}
+
+/// The scope a resource provider needs to set and remove its statuses.
+pub const STATUS_SCOPE: &str = "status:write";
+/// The scope a resource provider needs to add and remove its finalizers.
+pub const FINALIZER_SCOPE: &str = "finalizer:write";
+
+/// Whether a status source or finalizer is resource provider `rp`'s own: its name part (after
+/// the optional `prefix/`) is the provider's id, or starts with the id and a dot
+/// (`example.com/resopro-1abc….health`): ids may end in `-` or `_`, which a name may not.
+pub fn is_own_name(name: &QualifiedName, rp: &ResourceProviderId) -> bool {
+    let part = name
+        .as_str()
+        .rsplit_once('/')
+        .map_or(name.as_str(), |(_, part)| part);
+    part == rp.as_str()
+        || part
+            .strip_prefix(rp.as_str())
+            .is_some_and(|rest| rest.starts_with('.'))
 }
 
 /// The `<Resource>Deleted` event for a resource.

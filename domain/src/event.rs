@@ -9,7 +9,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::id::{LocationId, ProviderId, ResourceId, ResourceProviderId, TenantId, UserId};
 use crate::upcast;
-use crate::values::{AnnotationValue, Description, Name, QualifiedName, Role, Scope, StatusData};
+use crate::values::{
+    AnnotationValue, Description, IdentityPart, Name, QualifiedName, Role, Scope, StatusData,
+};
 
 /// Every event Plinth records. Serialized adjacently tagged: `{"event_type": …, "data": {…}}`.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
@@ -118,6 +120,17 @@ pub enum Event {
         resource_provider_id: ResourceProviderId,
         tenant_id: TenantId,
     },
+    /// Tokens of (issuer, subject) act as the resource provider from now on.
+    ResourceProviderIdentityBound {
+        resource_provider_id: ResourceProviderId,
+        issuer: IdentityPart,
+        subject: IdentityPart,
+    },
+    ResourceProviderIdentityUnbound {
+        resource_provider_id: ResourceProviderId,
+        issuer: IdentityPart,
+        subject: IdentityPart,
+    },
     ProviderRegistered {
         provider_id: ProviderId,
         tenant_id: TenantId,
@@ -188,7 +201,7 @@ pub enum DecodeError {
 
 impl Event {
     /// Every event type name, in catalogue order.
-    pub const TYPES: [&'static str; 29] = [
+    pub const TYPES: [&'static str; 31] = [
         "TenantCreated",
         "TenantUpdated",
         "TenantDeleted",
@@ -218,6 +231,8 @@ impl Event {
         "FinalizerAdded",
         "FinalizerRemoved",
         "DeletionRequested",
+        "ResourceProviderIdentityBound",
+        "ResourceProviderIdentityUnbound",
     ];
 
     /// The stable type name stored with the event.
@@ -254,6 +269,8 @@ impl Event {
             Self::FinalizerAdded { .. } => "FinalizerAdded",
             Self::FinalizerRemoved { .. } => "FinalizerRemoved",
             Self::DeletionRequested { .. } => "DeletionRequested",
+            Self::ResourceProviderIdentityBound { .. } => "ResourceProviderIdentityBound",
+            Self::ResourceProviderIdentityUnbound { .. } => "ResourceProviderIdentityUnbound",
         }
     }
 

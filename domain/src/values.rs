@@ -25,6 +25,8 @@ pub enum ValueError {
     Role(String),
     #[error("{0} must not contain the NUL character (U+0000)")]
     Nul(&'static str),
+    #[error("an identity's issuer and subject must each be 1 to 1024 characters, not blank, without control characters")]
+    IdentityPart,
 }
 
 /// Text PostgreSQL cannot store: it refuses U+0000 in `text` and `jsonb`. Refused up front, so
@@ -241,6 +243,35 @@ impl QualifiedName {
     }
 }
 string_value!(QualifiedName);
+
+/// An issuer (`iss`) or a subject (`sub`) of the tokens a resource provider signs in with,
+/// exactly as the token carries them: 1–1024 characters, not blank, without control characters
+/// (the rules a token's subject passes at authentication, so a bound identity can match one).
+#[derive(
+    Debug,
+    Clone,
+    PartialEq,
+    Eq,
+    Hash,
+    PartialOrd,
+    Ord,
+    Serialize,
+    Deserialize,
+    schemars::JsonSchema,
+    utoipa::ToSchema,
+)]
+#[serde(try_from = "String", into = "String")]
+pub struct IdentityPart(String);
+
+impl IdentityPart {
+    pub fn parse(s: &str) -> Result<Self, ValueError> {
+        if s.trim().is_empty() || s.chars().count() > 1024 || s.chars().any(char::is_control) {
+            return Err(ValueError::IdentityPart);
+        }
+        Ok(Self(s.to_owned()))
+    }
+}
+string_value!(IdentityPart);
 
 /// An annotation's value: any string up to 64 KiB without U+0000.
 #[derive(

@@ -14,10 +14,7 @@ use crate::support::{run_plinth, test_db, TestDb};
 /// A tenant with two events (created, renamed); returns its id.
 async fn tenant_with_two_events(db: &TestDb) -> String {
     let bus = CommandBus::start(db.pool.clone(), 1);
-    let actor = Actor {
-        user_id: UserId::for_identity("test", "root"),
-        platform_admin: true,
-    };
+    let actor = Actor::user(UserId::for_identity("test", "root"), true);
     let submit = |t: &str, data: serde_json::Value| {
         Submission::new(actor.clone(), Command::parse(t, data).unwrap())
     };

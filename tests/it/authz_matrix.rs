@@ -4,7 +4,9 @@
 //!
 //! The platform: root R, its child T (owning location L, resource provider RP and its provider
 //! P). Roles: nobody (no token), a stranger (a user without grants), a viewer, an editor and an
-//! administrator of T, an administrator of R (inherited by T), a platform administrator.
+//! administrator of T, an administrator of R (inherited by T), a platform administrator, and a
+//! resource provider signed in with a bound identity (RP itself, authorized nowhere: it holds
+//! no role, so it may do what a stranger may).
 
 use std::collections::BTreeMap;
 
@@ -22,9 +24,10 @@ enum Role {
     Admin,
     AncestorAdmin,
     PlatformAdmin,
+    BoundProvider,
 }
 
-const ROLES: [Role; 7] = [
+const ROLES: [Role; 8] = [
     Role::Nobody,
     Role::Stranger,
     Role::Viewer,
@@ -32,6 +35,7 @@ const ROLES: [Role; 7] = [
     Role::Admin,
     Role::AncestorAdmin,
     Role::PlatformAdmin,
+    Role::BoundProvider,
 ];
 
 /// Who may do what: the status each role gets.
@@ -47,6 +51,8 @@ enum Rule {
     AdministersTenant,
     /// The user itself (the viewer here) and platform administrators; others 404.
     SelfOrPlatform,
+    /// `/api/v1/allow` (`tenant_get` on T): 200 for whoever may, 403 for the others.
+    Allow,
 }
 
 impl Rule {
@@ -56,6 +62,9 @@ impl Rule {
             (Rule::Public, _) => 200,
             (_, Nobody) => 401,
             (Rule::AnyUser, _) => 200,
+            (Rule::Allow, Stranger | BoundProvider) => 403,
+            (Rule::Allow, _) => 200,
+            (Rule::SeesTenant | Rule::AdministersTenant, BoundProvider) => 404,
             (Rule::SeesTenant, Stranger) => 404,
             (Rule::SeesTenant, _) => 200,
             (Rule::AdministersTenant, Stranger) => 404,
@@ -76,6 +85,7 @@ fn rule_of(path: &str) -> Option<(Rule, &'static str)> {
         "/v1/users/{id}/roles" => (Rule::SelfOrPlatform, ""),
         "/v1/tenants/{id}/resources" => (Rule::SeesTenant, "annotation=example.com/k=v"),
         "/v1/access/check" => (Rule::SeesTenant, "ACCESS"),
+        "/api/v1/allow" => (Rule::Allow, "resource=T&action=tenant_get"),
         "/v1/audit" => (Rule::SeesTenant, "tenant_id=T"),
         p if p.starts_with("/v1/tenants/{id}")
             || p.starts_with("/v1/locations/{id}")
@@ -133,6 +143,14 @@ async fn platform(app: &TestApp) -> Platform {
     let mut tokens = BTreeMap::new();
     tokens.insert(Role::Nobody, None);
     tokens.insert(Role::PlatformAdmin, Some(admin.clone()));
+    app.ok(
+        &admin,
+        "BindResourceProviderIdentity",
+        json!({"resource_provider_id": resource_provider, "issuer": plinth_api::auth::DEV_ISSUER,
+               "subject": "rp-service"}),
+    )
+    .await;
+    tokens.insert(Role::BoundProvider, Some(app.token("rp-service")));
     let mut viewer_id = String::new();
     for (role, subject, on, granted) in [
         (Role::Stranger, "stranger", None, ""),
@@ -344,6 +362,9 @@ struct Cell<'a> {
     admin: String,
     tenant: String,
     n: String,
+    /// Statuses and finalizers are named `example.com/<own>.…`: a resource provider's id
+    /// when one acts (its own names), else `plinth`.
+    own: String,
 }
 
 impl Cell<'_> {
@@ -506,22 +527,33 @@ impl Cell<'_> {
             }
             "SetStatus" | "RemoveStatus" => {
                 let location = self.location().await;
-                let set = json!({"resource_id": location, "source": "example.com/probe",
+                let source = format!("example.com/{}.probe", self.own);
+                let set = json!({"resource_id": location, "source": source,
                                  "data": {"ok": true}});
                 if command == "RemoveStatus" {
                     self.ok("SetStatus", set).await;
-                    let removed = json!({"resource_id": location, "source": "example.com/probe"});
+                    let removed = json!({"resource_id": location, "source": source});
                     return (removed, May::Editors);
                 }
                 (set, May::Editors)
             }
             "AddFinalizer" | "RemoveFinalizer" => {
                 let location = self.location().await;
-                let added = json!({"resource_id": location, "finalizer": "example.com/f"});
+                let finalizer = format!("example.com/{}.f", self.own);
+                let added = json!({"resource_id": location, "finalizer": finalizer});
                 if command == "RemoveFinalizer" {
                     self.ok("AddFinalizer", added.clone()).await;
                 }
                 (added, May::Editors)
+            }
+            "BindResourceProviderIdentity" | "UnbindResourceProviderIdentity" => {
+                let identity = json!({"resource_provider_id": self.resource_provider().await,
+                                      "issuer": "https://idp.example", "subject": n});
+                if command == "UnbindResourceProviderIdentity" {
+                    self.ok("BindResourceProviderIdentity", identity.clone())
+                        .await;
+                }
+                (identity, May::Admins)
             }
             other => panic!("no rule for command {other}: decide who may send it"),
         }
@@ -589,6 +621,7 @@ async fn every_role_gets_what_its_rule_says_for_every_command_type() {
                 admin: admin.clone(),
                 tenant: p.tenant.clone(),
                 n: format!("{command} {role:?}"),
+                own: "plinth".into(),
             };
             let (data, may) = cell.case(case).await;
             let status = match p.tokens[&role].as_deref() {
@@ -612,6 +645,86 @@ async fn every_role_gets_what_its_rule_says_for_every_command_type() {
                 wrong.push(format!(
                     "{role:?} {case} {data}: {status}, expected {want} ({may:?})"
                 ));
+            }
+        }
+    }
+    assert!(wrong.is_empty(), "{}", wrong.join("\n"));
+}
+
+/// What a bound resource provider may do with the scopes Plinth interprets: exactly the
+/// commands its live scope allows, on resources of the tenant it is authorized in, and nothing
+/// once the authorization is revoked; no command at all without a scope.
+#[tokio::test]
+async fn a_resource_provider_gets_what_its_scopes_allow_for_every_command_type() {
+    let app = spawn_app().await;
+    let admin = app.admin();
+    let document = openapi(&app).await;
+    let commands = documented_commands(&document);
+    let root = app.ok(&admin, "CreateTenant", json!({"name": "R"})).await;
+    let mut wrong = Vec::new();
+    for (scope, allowed) in [
+        ("status:write", ["SetStatus", "RemoveStatus"]),
+        ("finalizer:write", ["AddFinalizer", "RemoveFinalizer"]),
+    ] {
+        // A tenant and a provider of R available to it, its identity bound, per scope.
+        let tenant = app
+            .ok(
+                &admin,
+                "CreateTenant",
+                json!({"name": scope, "parent_id": root}),
+            )
+            .await;
+        let rp = app
+            .ok(
+                &admin,
+                "CreateResourceProvider",
+                json!({"tenant_id": root, "name": scope,
+                       "scopes": ["status:write", "finalizer:write", "loadbalancer:*"]}),
+            )
+            .await;
+        let at = json!({"resource_provider_id": rp, "tenant_id": tenant});
+        app.ok(&admin, "MakeResourceProviderAvailable", at.clone())
+            .await;
+        let subject = format!("svc {scope}");
+        let identity = json!({"resource_provider_id": rp,
+                              "issuer": plinth_api::auth::DEV_ISSUER, "subject": subject});
+        app.ok(&admin, "BindResourceProviderIdentity", identity)
+            .await;
+        let token = app.token(&subject);
+        for state in ["without", "with", "after revoking"] {
+            match state {
+                "with" => {
+                    let authorized = json!({"resource_provider_id": rp, "tenant_id": tenant,
+                                            "scopes": [scope]});
+                    app.ok(&admin, "AuthorizeResourceProvider", authorized)
+                        .await;
+                }
+                "after revoking" => {
+                    app.ok(&admin, "RevokeResourceProviderAuthorization", at.clone())
+                        .await;
+                }
+                _ => {}
+            }
+            for command in &commands {
+                let cell = Cell {
+                    app: &app,
+                    admin: admin.clone(),
+                    tenant: tenant.clone(),
+                    n: format!("{command} {scope} {state}"),
+                    own: rp.clone(),
+                };
+                let (data, _) = cell.case(command).await;
+                let status = app.command(&token, command, data.clone()).await.status;
+                let want = if state == "with" && allowed.contains(&command.as_str()) {
+                    201
+                } else {
+                    403
+                };
+                if status != want {
+                    wrong.push(format!(
+                        "{scope} {state}: {command} {data}: {status}, expected {want}"
+                    ));
+                }
             }
         }
     }

@@ -10,10 +10,7 @@ use serde_json::json;
 use crate::support::{events_eventually, test_db};
 
 fn platform() -> Actor {
-    Actor {
-        user_id: UserId::for_identity("test", "root"),
-        platform_admin: true,
-    }
+    Actor::user(UserId::for_identity("test", "root"), true)
 }
 
 fn command(t: &str, data: serde_json::Value) -> Command {
@@ -332,15 +329,12 @@ async fn a_revoked_admin_cannot_act_even_racing_the_revoke() {
         ))
         .await
         .unwrap();
-    let admin = Actor {
-        user_id: store.ensure_user("test", "admin").await.unwrap(),
-        platform_admin: false,
-    };
+    let admin = Actor::user(store.ensure_user("test", "admin").await.unwrap(), false);
     bus.submit(Submission::new(
         platform(),
         command(
             "GrantTenantAccess",
-            json!({"tenant_id": root.stream_id, "user_id": admin.user_id, "role": "admin"}),
+            json!({"tenant_id": root.stream_id, "user_id": admin.user_id().unwrap(), "role": "admin"}),
         ),
     ))
     .await
@@ -349,7 +343,7 @@ async fn a_revoked_admin_cannot_act_even_racing_the_revoke() {
         platform(),
         command(
             "RevokeTenantAccess",
-            json!({"tenant_id": root.stream_id, "user_id": admin.user_id}),
+            json!({"tenant_id": root.stream_id, "user_id": admin.user_id().unwrap()}),
         ),
     ));
     let act = other.submit(Submission::new(

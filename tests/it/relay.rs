@@ -53,10 +53,7 @@ pub fn config(db: &TestDb, brokers: &str, prefix: &str) -> RelayConfig {
 }
 
 fn platform() -> Actor {
-    Actor {
-        user_id: UserId::for_identity("test", "root"),
-        platform_admin: true,
-    }
+    Actor::user(UserId::for_identity("test", "root"), true)
 }
 
 async fn submit(bus: &CommandBus, command_type: &str, data: serde_json::Value) -> String {
@@ -289,7 +286,7 @@ pub fn verify(events: &[StoredEvent], received: &[Received], prefix: &str) -> us
         );
         assert_eq!(
             r.headers.get("plinth_actor").map(String::as_str),
-            e.metadata.actor.as_ref().map(|a| a.as_str())
+            e.metadata.actor.as_deref()
         );
     }
     let missing: Vec<i64> = events

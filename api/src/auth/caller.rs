@@ -1,8 +1,10 @@
-//! The [`Caller`] extractor: the verified token's (issuer, subject) as the acting user.
+//! The [`Caller`] extractor: the verified token's (issuer, subject) as the acting principal: a
+//! resource provider the identity is bound to, else a person.
 
 use axum::extract::{FromRef, FromRequestParts};
 use axum::http::request::Parts;
 
+use plinth_commands::Identity;
 use plinth_domain::Actor;
 
 use super::verify::Rejection;
@@ -38,11 +40,61 @@ where
         let caller = authenticate(parts, &auth).await?;
         if let Some(limits) = &auth.limits {
             limits
-                .check(caller.actor.user_id.as_str())
+                .check(caller.actor.id())
                 .map_err(|retry_after_secs| ApiError::TooManyRequests { retry_after_secs })?;
         }
         parts.extensions.insert(caller.clone());
         Ok(caller)
+    }
+}
+
+/// Who a token's (issuer, subject) is when it is not a person already known: a resource
+/// provider it is bound to (asked on each request, so that an unbind counts from the next
+/// one), else a person, recorded on its first request and remembered.
+async fn resolve(auth: &Auth, issuer: &str, subject: &str) -> Result<Actor, ApiError> {
+    let identity = auth
+        .store
+        .resolve_identity(issuer, subject)
+        .await
+        .map_err(|e| ApiError::Unavailable {
+            detail: format!("could not look up or record the caller: {e}"),
+            retry_after_secs: 1,
+        })?;
+    match identity {
+        Identity::User(user_id) => {
+            auth.known_users
+                .0
+                .write()
+                .expect("not poisoned")
+                .insert((issuer.to_owned(), subject.to_owned()), user_id.clone());
+            Ok(Actor::user(
+                user_id,
+                auth.settings.is_platform_admin(issuer, subject),
+            ))
+        }
+        Identity::Retired(ids) => Err(ApiError::Unauthenticated(format!(
+            "the token's identity is no longer bound to its resource provider ({})",
+            ids.iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join(", ")
+        ))),
+        Identity::ResourceProviders(ids) => match <[_; 1]>::try_from(ids) {
+            Ok([id]) => Ok(Actor::resource_provider(
+                id,
+                issuer.to_owned(),
+                subject.to_owned(),
+            )),
+            // Two binds of one identity to two providers raced: acting as either would be a
+            // guess, so neither, until an admin unbinds one.
+            Err(ids) => Err(ApiError::Unauthenticated(format!(
+                "the token's identity is bound to several resource providers ({})",
+                ids.iter()
+                    .map(ToString::to_string)
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ))),
+        },
     }
 }
 
@@ -98,33 +150,14 @@ async fn authenticate(parts: &Parts, auth: &Auth) -> Result<Caller, ApiError> {
         .expect("not poisoned")
         .get(&identity)
         .cloned();
-    let user_id = match known {
-        Some(user_id) => user_id,
-        None => {
-            // identity-api's id for a new user, the legacy one for a user recorded before.
-            let user_id = auth
-                .store
-                .ensure_user(&identity.0, &identity.1)
-                .await
-                .map_err(|e| ApiError::Unavailable {
-                    detail: format!("could not record the user: {e}"),
-                    retry_after_secs: 1,
-                })?;
-            auth.known_users
-                .0
-                .write()
-                .expect("not poisoned")
-                .insert(identity.clone(), user_id.clone());
-            user_id
-        }
-    };
     let (issuer, subject) = identity;
-    let platform_admin = auth.settings.is_platform_admin(&issuer, &subject);
+    let actor = match known {
+        // A recorded person: a bind of its identity is refused, so it stays one.
+        Some(user_id) => Actor::user(user_id, auth.settings.is_platform_admin(&issuer, &subject)),
+        None => resolve(auth, &issuer, &subject).await?,
+    };
     Ok(Caller {
-        actor: Actor {
-            user_id,
-            platform_admin,
-        },
+        actor,
         issuer,
         subject,
         name: verified.name,

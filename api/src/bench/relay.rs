@@ -295,10 +295,7 @@ async fn latency_run(
     let sent: Arc<Mutex<HashMap<Uuid, Instant>>> = Arc::default();
     let commands = (options.commands_per_second as u64 * options.latency_duration.as_secs()).max(1);
     let bus = CommandBus::start(pool.clone(), 2);
-    let actor = Actor {
-        user_id: UserId::for_identity("bench", "relay"),
-        platform_admin: true,
-    };
+    let actor = Actor::user(UserId::for_identity("bench", "relay"), true);
     eprintln!(
         "latency: {commands} commands at {}/s",
         options.commands_per_second

@@ -193,6 +193,16 @@ problem_sets! {
         429: RATE_LIMITED,
         503: "The event store is unavailable (`Retry-After`)",
     }
+    /// `/api/v1/allow`: permissions-api's answers.
+    AllowProblems {
+        400: "A malformed or unknown kind of resource id, a malformed action, a body that is \
+              not `{\"actions\": [{\"resource_id\", \"action\"}]}` (1 to 100 of them), or an \
+              unknown query parameter",
+        401: UNAUTHENTICATED,
+        403: "The caller may not do the action (any of the actions) on the resource",
+        429: RATE_LIMITED,
+        503: UNAVAILABLE,
+    }
     /// Operational routes that depend on something being up.
     OpsProblems {
         503: "Not ready (PostgreSQL unreachable, or metrics not installed)",

@@ -101,10 +101,10 @@ impl<'a> Seeder<'a> {
             blueprint,
             shape,
             ids: Ids::default(),
-            admin: Actor {
-                user_id: UserId::for_identity(crate::auth::DEV_ISSUER, SEED_ADMIN),
-                platform_admin: true,
-            },
+            admin: Actor::user(
+                UserId::for_identity(crate::auth::DEV_ISSUER, SEED_ADMIN),
+                true,
+            ),
             tree_admins: Vec::new(),
             written: Written::default(),
             on_events: Box::new(on_events),
@@ -170,7 +170,7 @@ impl<'a> Seeder<'a> {
             self.ids.users.push(user.to_string());
         }
         // The administrator's id as recorded (a legacy one in a log seeded before ADR 0014).
-        self.admin.user_id = UserId::parse(&self.ids.users.remove(0))?;
+        self.admin = Actor::user(UserId::parse(&self.ids.users.remove(0))?, true);
         (self.on_events)(self.written.events);
         Ok(())
     }
@@ -222,10 +222,10 @@ impl<'a> Seeder<'a> {
         self.wave(commands).await?;
         self.tree_admins = vec![self.admin.clone(); self.blueprint.tenants.len()];
         for g in &self.blueprint.grants[..roots] {
-            self.tree_admins[g.tenant] = Actor {
-                user_id: UserId::parse(&self.ids.users[g.user]).context("a user id")?,
-                platform_admin: false,
-            };
+            self.tree_admins[g.tenant] = Actor::user(
+                UserId::parse(&self.ids.users[g.user]).context("a user id")?,
+                false,
+            );
             self.written.root_admins.push((
                 self.blueprint.tenants[g.tenant].name.clone(),
                 self.blueprint.users[g.user].clone(),

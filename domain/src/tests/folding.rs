@@ -130,7 +130,10 @@ fn updates_rename_locations_and_resource_providers() {
         w.store.streams[&ny].name().map(|n| n.as_str()),
         Some("Location-NYC")
     );
-    assert_eq!(w.store.streams[w.platform.user_id.as_str()].name(), None);
+    assert_eq!(
+        w.store.streams[w.platform.user_id().unwrap().as_str()].name(),
+        None
+    );
 }
 
 #[test]

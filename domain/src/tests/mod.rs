@@ -21,18 +21,12 @@ impl World {
         let user_id = store.create_user("test", "root");
         Self {
             store,
-            platform: Actor {
-                user_id,
-                platform_admin: true,
-            },
+            platform: Actor::user(user_id, true),
         }
     }
 
     fn user(&mut self, subject: &str) -> Actor {
-        Actor {
-            user_id: self.store.create_user("test", subject),
-            platform_admin: false,
-        }
+        Actor::user(self.store.create_user("test", subject), false)
     }
 
     fn when(
@@ -333,9 +327,9 @@ fn roles_are_inherited_by_sub_tenants_and_ranked() {
     let root = w.tenant("Root", None);
     let child = w.tenant("Child", Some(&root));
     let (viewer, editor, admin) = (w.user("viewer"), w.user("editor"), w.user("admin"));
-    w.grant(&root, &viewer.user_id, "viewer");
-    w.grant(&root, &editor.user_id, "editor");
-    w.grant(&root, &admin.user_id, "admin");
+    w.grant(&root, viewer.user_id().unwrap(), "viewer");
+    w.grant(&root, editor.user_id().unwrap(), "editor");
+    w.grant(&root, admin.user_id().unwrap(), "admin");
 
     let location = json!({"tenant_id": child, "name": "NY"});
     assert!(matches!(
@@ -363,7 +357,7 @@ fn a_revoked_admin_cannot_act() {
     let mut w = World::new();
     let root = w.tenant("Root", None);
     let admin = w.user("admin");
-    w.grant(&root, &admin.user_id, "admin");
+    w.grant(&root, admin.user_id().unwrap(), "admin");
     w.when(
         &admin,
         "CreateTenant",
@@ -372,7 +366,7 @@ fn a_revoked_admin_cannot_act() {
     .unwrap();
     w.given(
         "RevokeTenantAccess",
-        json!({"tenant_id": root, "user_id": admin.user_id}),
+        json!({"tenant_id": root, "user_id": admin.user_id().unwrap()}),
     );
     assert!(matches!(
         w.when(
@@ -688,8 +682,8 @@ fn editors_change_metadata_and_viewers_cannot() {
     let mut w = World::new();
     let root = w.tenant("Root", None);
     let (viewer, editor) = (w.user("v"), w.user("e"));
-    w.grant(&root, &viewer.user_id, "viewer");
-    w.grant(&root, &editor.user_id, "editor");
+    w.grant(&root, viewer.user_id().unwrap(), "viewer");
+    w.grant(&root, editor.user_id().unwrap(), "editor");
     let set = json!({"resource_id": root, "key": "k", "value": "v"});
     assert!(matches!(
         w.when(&viewer, "SetAnnotation", set.clone()),
@@ -821,3 +815,4 @@ mod properties {
 
 mod folding;
 mod idempotence;
+mod principals;

@@ -38,7 +38,9 @@ fn routing(event_type: &str) -> (&'static [&'static str], &'static str) {
         | "ResourceProviderLocationAdded"
         | "ResourceProviderLocationRemoved"
         | "ProviderAuthorized"
-        | "ProviderAuthorizationRevoked" => (&["resource-providers"], "resource_provider_id"),
+        | "ProviderAuthorizationRevoked"
+        | "ResourceProviderIdentityBound"
+        | "ResourceProviderIdentityUnbound" => (&["resource-providers"], "resource_provider_id"),
         "ProviderRegistered" | "ProviderUnregistered" => (&["providers"], "provider_id"),
         "AnnotationSet" | "AnnotationRemoved" | "StatusSet" | "StatusRemoved"
         | "FinalizerAdded" | "FinalizerRemoved" | "DeletionRequested" => {

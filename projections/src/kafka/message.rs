@@ -152,7 +152,7 @@ mod tests {
             schema_version: 1,
             data: r#"{"tenant_id":"x"}"#.to_owned(),
             metadata: EventMetadata {
-                actor: Some(UserId::for_identity("i", "s")),
+                actor: Some(UserId::for_identity("i", "s").to_string()),
                 command_id: id,
                 correlation_id: uuid::Uuid::now_v7(),
                 causation_id: id,

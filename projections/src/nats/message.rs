@@ -480,6 +480,14 @@ fn involved(event: &Event) -> Vec<String> {
         }
         | E::ResourceProviderDeleted {
             resource_provider_id,
+        }
+        | E::ResourceProviderIdentityBound {
+            resource_provider_id,
+            ..
+        }
+        | E::ResourceProviderIdentityUnbound {
+            resource_provider_id,
+            ..
         } => vec![resource_provider_id.as_str()],
         E::ResourceProviderLocationAdded {
             resource_provider_id,

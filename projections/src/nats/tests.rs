@@ -73,7 +73,7 @@ impl Log {
             schema_version: event.schema_version(),
             data: event.data().to_string(),
             metadata: EventMetadata {
-                actor: actor.map(|a| UserId::parse(a).unwrap()),
+                actor: actor.map(|a| UserId::parse(a).unwrap().to_string()),
                 command_id: id,
                 correlation_id: id,
                 causation_id: id,
@@ -524,6 +524,18 @@ fn every_event_type() -> Log {
         PROV,
         "ProviderUnregistered",
         json!({"provider_id": PROV}),
+    );
+    add(
+        &mut log,
+        RP,
+        "ResourceProviderIdentityBound",
+        json!({"resource_provider_id": RP, "issuer": "https://idp.example.com", "subject": "lb-operator"}),
+    );
+    add(
+        &mut log,
+        RP,
+        "ResourceProviderIdentityUnbound",
+        json!({"resource_provider_id": RP, "issuer": "https://idp.example.com", "subject": "lb-operator"}),
     );
     add(
         &mut log,

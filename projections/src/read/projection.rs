@@ -50,6 +50,7 @@ impl Projection {
                 "rp_availability",
                 "rp_authorizations",
                 "rp_locations",
+                "rp_identities",
                 "providers",
             ],
             Self::Resources => &["resources", "annotations", "statuses", "finalizers"],

@@ -13,6 +13,7 @@
 
 mod bad_issuer;
 mod hostile;
+mod principals;
 mod rotation;
 mod tokens;
 

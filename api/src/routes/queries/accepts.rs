@@ -76,6 +76,16 @@ pub(crate) struct AccessQuestion {
     scope: String,
 }
 
+/// `/api/v1/allow`'s question, as permissions-api takes it.
+#[derive(Debug, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub(crate) struct AllowQuestion {
+    /// The resource's id (`tnntten-…`, `lctnloc-…`, `resopro-…`, `resoprv-…`).
+    resource: String,
+    /// `<resource>_<verb>` (`loadbalancer_create`, `tenant_get`).
+    action: String,
+}
+
 /// The audit log's filters; all optional, combined with "and".
 #[derive(Debug, IntoParams)]
 #[into_params(parameter_in = Query)]
@@ -84,8 +94,8 @@ pub(crate) struct AuditFilters {
     tenant_id: Option<String>,
     /// One stream.
     stream_id: Option<String>,
-    /// The acting user (`idntusr-` and 43 url-safe characters, or 21 for a user recorded before
-    /// Plinth adopted identity-api's ids).
+    /// The acting principal: a user (`idntusr-` and 43 url-safe characters, or 21 for a user
+    /// recorded before Plinth adopted identity-api's ids) or a resource provider (`resopro-…`).
     actor: Option<String>,
     /// Events of commands with this correlation id.
     correlation_id: Option<uuid::Uuid>,

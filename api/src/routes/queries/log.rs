@@ -5,7 +5,7 @@ use axum::Json;
 use serde::Serialize;
 use serde_json::{json, Value};
 
-use plinth_domain::{Aggregate, Body, TenantId, UserId};
+use plinth_domain::{Aggregate, Body, ResourceProviderId, TenantId, UserId};
 use plinth_projections::read::queries::{self, AuditFilter, AuditItem, AuditRefusal};
 
 use super::accepts::{AuditFilters, Paged, Wait};
@@ -74,7 +74,12 @@ pub(crate) async fn audit(read: Read) -> Reply<PageBody<AuditItem>> {
             .transpose()?,
         actor: params
             .text("actor")
-            .map(|a| parse::<UserId>(a).map(|u| u.to_string()))
+            .map(|a| {
+                // A person or a resource provider (docs/security.md, "Principals").
+                parse::<ResourceProviderId>(a)
+                    .map(|p| p.to_string())
+                    .or_else(|_| parse::<UserId>(a).map(|u| u.to_string()))
+            })
             .transpose()?,
         correlation_id: params
             .text("correlation_id")

@@ -13,6 +13,7 @@
 //! - **Malformed ids** (wrong shape or prefix), limits, cursors, scopes or times are 400.
 
 mod accepts;
+mod allow;
 mod extract;
 mod log;
 mod permissions;
@@ -64,6 +65,8 @@ pub(crate) fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(resources::metadata))
         .routes(routes!(log::stream_events))
         .routes(routes!(log::audit))
+        .routes(routes!(allow::allow, allow::allow_all))
+        .routes(routes!(allow::allow_bulk))
 }
 
 /// The query string, parsed on demand so that every malformed value is a clear 400.

@@ -1,7 +1,8 @@
 //! Resource providers and the access they hold: `read.resource_providers` (with the scopes
 //! each requests), where they are available (`read.rp_availability`), the scopes tenants
 //! authorized them for (`read.rp_authorizations`) and the locations they serve
-//! (`read.rp_locations`). Part of the `resource_providers` projection, with `providers`.
+//! (`read.rp_locations`) and the identities bound to them (`read.rp_identities`). Part of the
+//! `resource_providers` projection, with `providers`.
 
 use chrono::{DateTime, Utc};
 use tokio_postgres::types::{ToSql, Type};
@@ -20,7 +21,34 @@ pub(super) const TABLES: &[Table] = &[
     Table::Keyed(&RP_AVAILABILITY),
     Table::Keyed(&RP_AUTHORIZATIONS),
     Table::Keyed(&RP_LOCATIONS),
+    Table::Keyed(&RP_IDENTITIES),
 ];
+
+/// (issuer, subject) by (resource provider, identity): `identity` is the JSON array
+/// `[issuer, subject]`, one key column for the pair (V40).
+const RP_IDENTITIES: KeyedTable = KeyedTable {
+    name: "rp_identities",
+    key: ("rp_id", "identity"),
+    values: &[
+        Value {
+            column: "issuer",
+            param: "text[]",
+            upsert: "u.issuer",
+            staged: "arr[1]",
+        },
+        Value {
+            column: "subject",
+            param: "text[]",
+            upsert: "u.subject",
+            staged: "arr[2]",
+        },
+    ],
+};
+
+/// The key column of an identity in `read.rp_identities`.
+fn identity_key(issuer: &str, subject: &str) -> String {
+    serde_json::json!([issuer, subject]).to_string()
+}
 
 /// include_subtenants by (resource provider, tenant).
 const RP_AVAILABILITY: KeyedTable = KeyedTable {
@@ -126,6 +154,7 @@ pub(super) struct ResourceProviders {
     rp_availability: Keyed<bool>,
     rp_authorizations: Keyed<(bool, String)>,
     rp_locations: Keyed<()>,
+    rp_identities: Keyed<(String, String)>,
 }
 
 impl ResourceProviders {
@@ -215,6 +244,23 @@ impl ResourceProviders {
             } => self
                 .rp_authorizations
                 .remove(resource_provider_id.as_str(), tenant_id.as_str()),
+            E::ResourceProviderIdentityBound {
+                resource_provider_id,
+                issuer,
+                subject,
+            } => self.rp_identities.put(
+                resource_provider_id.as_str(),
+                &identity_key(issuer.as_str(), subject.as_str()),
+                (issuer.to_string(), subject.to_string()),
+            ),
+            E::ResourceProviderIdentityUnbound {
+                resource_provider_id,
+                issuer,
+                subject,
+            } => self.rp_identities.remove(
+                resource_provider_id.as_str(),
+                &identity_key(issuer.as_str(), subject.as_str()),
+            ),
             _ => {}
         }
     }
@@ -245,6 +291,19 @@ impl ResourceProviders {
             let (a, b, _, _) = unzip4(up.iter().map(|(a, b, _)| (*a, *b, (), ())));
             RP_LOCATIONS.upsert(tx, schema, &[&a, &b]).await?;
         }
+        let up = self
+            .rp_identities
+            .delete(tx, schema, &RP_IDENTITIES)
+            .await?;
+        if !up.is_empty() {
+            let (a, b, issuers, subjects) = unzip4(
+                up.iter()
+                    .map(|(a, b, v)| (*a, *b, v.0.as_str(), v.1.as_str())),
+            );
+            RP_IDENTITIES
+                .upsert(tx, schema, &[&a, &b, &issuers, &subjects])
+                .await?;
+        }
         Ok(())
     }
 
@@ -270,6 +329,12 @@ impl ResourceProviders {
             .await?;
         self.rp_locations
             .stage(tx, schema, &RP_LOCATIONS, seq, |_| Staged::default())
+            .await?;
+        self.rp_identities
+            .stage(tx, schema, &RP_IDENTITIES, seq, |v| Staged {
+                arr: Some(vec![v.0.as_str(), v.1.as_str()]),
+                ..Staged::default()
+            })
             .await
     }
 }

@@ -15,6 +15,7 @@ use plinth_domain::Actor;
 // them: the search by annotation across kinds (`annotated`), the log itself (`audit`), and the
 // detail views of locations and resource providers, which share their availability logic
 // (`shared`). Callers use this module's re-exports, so the split is not part of the API.
+mod allow;
 mod annotated;
 mod audit;
 mod locations;
@@ -25,6 +26,7 @@ mod resources;
 mod shared;
 mod tenants;
 
+pub use allow::allowed;
 pub use annotated::{annotated_resources, AnnotatedResource};
 pub use audit::{audit, audit_cursor, stream_events, AuditFilter, AuditItem, AuditRefusal};
 pub use locations::{location_tenants, tenant_locations, LocationView, TenantUse, UsableLocation};
@@ -39,7 +41,8 @@ pub use resource_providers::{
 };
 pub use resources::{metadata, visible_resource, MetadataView, ResourceRef};
 pub use shared::{
-    location, resource_provider, AvailabilityView, LocationDetail, ResourceProviderDetail,
+    location, resource_provider, AvailabilityView, IdentityView, LocationDetail,
+    ResourceProviderDetail,
 };
 pub use tenants::{
     ancestors, can_view_tenant, children, descendants, roots, tenant, DescendantView, TenantDetail,
@@ -60,7 +63,8 @@ impl Viewer {
         if actor.platform_admin {
             Self::Platform
         } else {
-            Self::User(actor.user_id.to_string())
+            // A resource provider holds no grants, so through roles it sees nothing.
+            Self::User(actor.id().to_owned())
         }
     }
 

@@ -38,7 +38,35 @@ pub struct ResourceProviderDetail {
     pub resource_provider: ResourceProviderView,
     /// The availability entries the viewer may know of.
     pub available_to: Vec<AvailabilityView>,
+    /// The (issuer, subject) pairs whose tokens act as it, in that order: shown to readers of
+    /// its owner tenant, empty for the tenants it serves.
+    pub identities: Vec<IdentityView>,
     pub metadata: MetadataView,
+}
+
+/// An identity bound to a resource provider.
+#[derive(Debug, Clone, Serialize, PartialEq, utoipa::ToSchema)]
+pub struct IdentityView {
+    pub issuer: String,
+    pub subject: String,
+}
+
+/// The identities bound to resource provider `id`, by issuer and subject.
+async fn identities(client: &impl GenericClient, id: &str) -> anyhow::Result<Vec<IdentityView>> {
+    let statement = client
+        .prepare_cached(
+            "select issuer, subject from read.rp_identities where rp_id = $1
+             order by issuer, subject",
+        )
+        .await?;
+    let rows = client.query(&statement, &[&id]).await?;
+    Ok(rows
+        .iter()
+        .map(|r| IdentityView {
+            issuer: r.get(0),
+            subject: r.get(1),
+        })
+        .collect())
 }
 
 /// Which availability table a query reads.
@@ -168,9 +196,15 @@ pub async fn resource_provider(
     else {
         return Ok(None);
     };
+    let identities = if can_view_tenant(client, viewer, &owner).await? {
+        identities(client, id).await?
+    } else {
+        Vec::new()
+    };
     Ok(Some(ResourceProviderDetail {
         resource_provider,
         available_to,
+        identities,
         metadata: metadata_of(client, id).await?,
     }))
 }

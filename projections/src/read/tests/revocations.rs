@@ -69,10 +69,7 @@ async fn project_and_read(
 #[tokio::test]
 async fn a_deleted_resource_provider_holds_nothing_and_is_listed_nowhere() {
     let mut store = MemoryStore::default();
-    let admin = Actor {
-        user_id: store.create_user("revocations", "admin"),
-        platform_admin: true,
-    };
+    let admin = Actor::user(store.create_user("revocations", "admin"), true);
     let root = run(&mut store, &admin, "CreateTenant", json!({"name": "root"}));
     let rp = run(
         &mut store,
@@ -109,10 +106,7 @@ async fn a_deleted_resource_provider_holds_nothing_and_is_listed_nowhere() {
 #[tokio::test]
 async fn a_revoked_authorization_is_gone_from_every_read() {
     let mut store = MemoryStore::default();
-    let admin = Actor {
-        user_id: store.create_user("revocations", "admin"),
-        platform_admin: true,
-    };
+    let admin = Actor::user(store.create_user("revocations", "admin"), true);
     let root = run(&mut store, &admin, "CreateTenant", json!({"name": "root"}));
     let child = run(
         &mut store,
@@ -195,10 +189,7 @@ async fn served(pool: &deadpool_postgres::Pool, rp: &str) -> Vec<String> {
 #[tokio::test]
 async fn a_location_served_then_removed_is_served_no_more() {
     let mut store = MemoryStore::default();
-    let admin = Actor {
-        user_id: store.create_user("revocations", "admin"),
-        platform_admin: true,
-    };
+    let admin = Actor::user(store.create_user("revocations", "admin"), true);
     let root = run(&mut store, &admin, "CreateTenant", json!({"name": "root"}));
     let rp = run(
         &mut store,
@@ -232,10 +223,7 @@ async fn a_location_served_then_removed_is_served_no_more() {
 #[tokio::test]
 async fn a_resource_provider_whose_deletion_waits_on_a_finalizer_reads_as_deleting() {
     let mut store = MemoryStore::default();
-    let admin = Actor {
-        user_id: store.create_user("revocations", "admin"),
-        platform_admin: true,
-    };
+    let admin = Actor::user(store.create_user("revocations", "admin"), true);
     let root = run(&mut store, &admin, "CreateTenant", json!({"name": "root"}));
     let rp = run(
         &mut store,

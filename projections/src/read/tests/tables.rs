@@ -38,6 +38,7 @@ const COLUMNS: &[(&str, &str)] = &[
         "rp_id, tenant_id, include_subtenants, scopes",
     ),
     ("rp_locations", "rp_id, location_id"),
+    ("rp_identities", "rp_id, identity, issuer, subject"),
     ("providers", "id, tenant_id, rp_id, name, lifecycle"),
     (
         "resources",
@@ -149,6 +150,14 @@ pub(super) fn expected(store: &MemoryStore) -> Tables {
                 }
                 for l in &r.locations {
                     row("rp_locations", json!({"rp_id": id, "location_id": l}));
+                }
+                for i in &r.identities {
+                    let identity = json!([i.issuer, i.subject]).to_string();
+                    row(
+                        "rp_identities",
+                        json!({"rp_id": id, "identity": identity, "issuer": i.issuer,
+                        "subject": i.subject}),
+                    );
                 }
             }
             Body::Provider(p) => {
