@@ -78,6 +78,13 @@ pub trait Consumer: Send {
     }
 }
 
+/// A wake-up not yet answered by a batch: when it came, and how many reads found nothing since.
+#[derive(Debug, Clone, Copy)]
+struct Wake {
+    at: Instant,
+    empty_reads: u32,
+}
+
 /// Tails the log for one consumer at a time; see the module comment.
 #[derive(Debug)]
 pub struct Follower {
@@ -109,14 +116,33 @@ impl Follower {
         &self,
         client: &mut deadpool_postgres::Client,
         consumer: &mut impl Consumer,
+        woken: &mut Option<Wake>,
     ) -> anyhow::Result<bool> {
         let mut found = false;
         for after in consumer.cursors(client).await? {
+            let reading = Instant::now();
             let events = log::read_after(client, after, self.batch_size).await?;
-            if !events.is_empty() {
-                found = true;
-                consumer.consume(client, after, events).await?;
+            if events.is_empty() {
+                if let Some(wake) = woken {
+                    wake.empty_reads += 1;
+                }
+                continue;
             }
+            found = true;
+            let (read, n) = (reading.elapsed(), events.len());
+            let consuming = Instant::now();
+            consumer.consume(client, after, events).await?;
+            // Where a batch's time went, for `RUST_LOG=plinth_commands::follower=debug`
+            // (docs/performance.md, "Where the latency goes").
+            let since_wake = woken.take();
+            tracing::debug!(
+                events = n,
+                since_wake_us = since_wake.map(|w| w.at.elapsed().as_micros() as u64),
+                empty_reads = since_wake.map(|w| w.empty_reads),
+                read_us = read.as_micros() as u64,
+                consume_us = consuming.elapsed().as_micros() as u64,
+                "batch"
+            );
         }
         Ok(found)
     }
@@ -132,10 +158,12 @@ impl Follower {
             .context("failed to get a connection for reading the log")?;
         // While a wake-up is recent: when to stop looking eagerly, and the next delay.
         let mut eager: Option<(Instant, Duration)> = None;
+        // The last wake-up not yet answered by a batch (for the timings of `step`).
+        let mut woken: Option<Wake> = None;
         loop {
             // Wake-ups until now are answered by the reads below.
             self.wake.borrow_and_update();
-            if self.step(&mut client, consumer).await? {
+            if self.step(&mut client, consumer, &mut woken).await? {
                 continue;
             }
             let now = Instant::now();
@@ -155,6 +183,10 @@ impl Follower {
             }
             match tokio::time::timeout(idle, self.wake.changed()).await {
                 Ok(Ok(())) => {
+                    woken.get_or_insert(Wake {
+                        at: Instant::now(),
+                        empty_reads: 0,
+                    });
                     eager = Some((
                         Instant::now() + self.poll_interval,
                         Duration::from_millis(1),

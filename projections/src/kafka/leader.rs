@@ -220,6 +220,7 @@ async fn confirm(
     let result = async {
         while let Some(batch) = batches.recv().await {
             let n = batch.len() as u64;
+            let acking = Instant::now();
             for mut pending in batch {
                 if !producer::confirmed(
                     producer,
@@ -237,8 +238,11 @@ async fn confirm(
                 confirmed = pending.at;
             }
             published.increment(n);
+            tracing::debug!(ack_us = acking.elapsed().as_micros() as u64, "confirmed");
             if batches.is_empty() || last_save.elapsed() >= SAVE_EVERY {
+                let saving = Instant::now();
                 checkpoint::save(client, name, confirmed).await?;
+                tracing::debug!(save_us = saving.elapsed().as_micros() as u64, "saved");
                 saved = confirmed;
                 last_save = Instant::now();
                 *progressed = true;
