@@ -89,6 +89,10 @@ impl ProjectionSet {
         Self(self.0 | 1 << p as u8)
     }
 
+    pub fn union(self, other: Self) -> Self {
+        Self(self.0 | other.0)
+    }
+
     pub fn contains(self, p: Projection) -> bool {
         self.0 & (1 << p as u8) != 0
     }

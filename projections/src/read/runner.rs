@@ -148,7 +148,7 @@ impl Leading {
         for p in self.wanted.iter().filter(|p| !owned.contains(*p)) {
             if self.lock.try_lock(LockKey::Number(p.lock_key())).await? {
                 tracing::info!(projection = p.name(), "applying projection");
-                self.projector.owned = self.projector.owned.with(p);
+                self.projector.own(p);
             }
         }
         Ok(())
@@ -184,19 +184,31 @@ impl Consumer for Leading {
 #[derive(Debug, Default)]
 struct Projector {
     owned: ProjectionSet,
-    /// The owned projections by checkpoint, as last read.
-    groups: BTreeMap<Checkpoint, ProjectionSet>,
+    /// The owned projections by checkpoint: read from `read.checkpoints` when `None`, then
+    /// kept up to date by each apply, so that a batch costs no extra round trip to look them
+    /// up (the projector's cycle time is most of command → read model latency). Dropped when
+    /// an apply finds a checkpoint moved by someone else (a rebuild's swap) and when the owned
+    /// set changes.
+    groups: Option<BTreeMap<Checkpoint, ProjectionSet>>,
 }
 
 impl Projector {
+    /// Owns `p` from now on.
+    fn own(&mut self, p: Projection) {
+        self.owned = self.owned.with(p);
+        self.groups = None;
+    }
+
     /// The owned projections' checkpoints, one per group of projections that agree.
     async fn cursors(
         &mut self,
         client: &deadpool_postgres::Client,
     ) -> anyhow::Result<Vec<Checkpoint>> {
-        self.groups.clear();
         if self.owned.is_empty() {
             return Ok(Vec::new());
+        }
+        if let Some(groups) = &self.groups {
+            return Ok(groups.keys().copied().collect());
         }
         let rows = client
             .query(
@@ -204,6 +216,7 @@ impl Projector {
                 &[&self.owned.names()],
             )
             .await?;
+        let mut groups = BTreeMap::<Checkpoint, ProjectionSet>::new();
         for row in rows {
             let Some(p) = Projection::parse(row.get(0)) else {
                 continue;
@@ -212,27 +225,40 @@ impl Projector {
                 tx: row.get(1),
                 position: row.get(2),
             };
-            let set = self.groups.entry(cp).or_default();
+            let set = groups.entry(cp).or_default();
             *set = set.with(p);
         }
-        Ok(self.groups.keys().copied().collect())
+        let cursors = groups.keys().copied().collect();
+        self.groups = Some(groups);
+        Ok(cursors)
     }
 
     /// Applies `events` (read after `after`) to the group at `after`.
     async fn consume(
-        &self,
+        &mut self,
         client: &mut deadpool_postgres::Client,
         after: Checkpoint,
         events: &[StoredEvent],
     ) -> anyhow::Result<()> {
-        let (Some(&set), Some(last)) = (self.groups.get(&after), events.last()) else {
+        let Some(groups) = &mut self.groups else {
+            return Ok(());
+        };
+        let (Some(&set), Some(last)) = (groups.get(&after), events.last()) else {
             return Ok(());
         };
         let mut changes = Changes::new(set);
         for e in events {
             changes.add(e)?;
         }
-        apply(client, set, after, last.checkpoint(), &changes).await?;
+        let to = last.checkpoint();
+        if apply(client, set, after, to, &changes).await? {
+            groups.remove(&after);
+            let moved = groups.entry(to).or_default();
+            *moved = moved.union(set);
+        } else {
+            // Someone else moved a checkpoint: look them up again.
+            self.groups = None;
+        }
         Ok(())
     }
 }
@@ -286,29 +312,32 @@ async fn apply(
 ) -> anyhow::Result<bool> {
     let tx = client.transaction().await?;
     let names = set.names();
-    let rows = tx
-        .query(
-            "select tx, position from read.checkpoints where projection = any($1::text[])
-             order by projection for update",
-            &[&names],
+    // Moves the checkpoints first, only where they still stand at `from`: one statement that
+    // locks the rows in name order (as a rebuild's swap does; a concurrent applier waits here,
+    // then finds them moved) and checks them, where a `select … for update` and a later
+    // `update` took two round trips. Rows and checkpoints still commit together.
+    let moved = tx
+        .execute(
+            "update read.checkpoints c set tx = $4, position = $5, updated_at = now()
+             from (select projection from read.checkpoints where projection = any($1::text[])
+                   order by projection for update) locked
+             where c.projection = locked.projection and c.tx = $2 and c.position = $3",
+            &[&names, &from.tx, &from.position, &to.tx, &to.position],
         )
         .await?;
-    let unmoved = rows.len() == names.len()
-        && rows
-            .iter()
-            .all(|r| r.get::<_, i64>(0) == from.tx && r.get::<_, i64>(1) == from.position);
-    if !unmoved {
+    if moved != names.len() as u64 {
         tx.rollback().await?;
         return Ok(false);
     }
+    let flushing = Instant::now();
     changes.flush(&tx, "read").await?;
-    tx.execute(
-        "update read.checkpoints set tx = $2, position = $3, updated_at = now()
-         where projection = any($1::text[])",
-        &[&names, &to.tx, &to.position],
-    )
-    .await?;
+    let committing = Instant::now();
     tx.commit().await?;
+    tracing::debug!(
+        write_us = (committing - flushing).as_micros() as u64,
+        commit_us = committing.elapsed().as_micros() as u64,
+        "projected"
+    );
     super::progress::projected();
     metrics::counter!("plinth_projected_events_total").increment(changes.len() as u64);
     Ok(true)
