@@ -123,6 +123,8 @@ impl Sizes {
 
 /// The rate of both end-to-end runs: the goal is stated at 500 commands/s.
 const END_TO_END_RATE: u32 = 500;
+/// The second rate for command → read model.
+const HIGH_RATE: u32 = 2_000;
 
 pub(crate) async fn run(args: BenchAllArgs) -> anyhow::Result<()> {
     let sizes = Sizes::of(&args);
@@ -193,14 +195,24 @@ pub(crate) async fn run(args: BenchAllArgs) -> anyhow::Result<()> {
         super::plot::append(&rows, path)?;
     }
 
-    step("command → read model");
-    let read_model = end_to_end::bench(&EndToEndOptions {
+    let end_to_end = |commands_per_second, cpu_hog| EndToEndOptions {
         database_url: url.clone(),
-        commands_per_second: END_TO_END_RATE,
+        commands_per_second,
         duration: Duration::from_secs(sizes.latency_seconds),
-    })
-    .await
-    .context("bench end to end")?;
+        cpu_hog,
+    };
+    step("command → read model");
+    let read_model = end_to_end::bench(&end_to_end(END_TO_END_RATE, false))
+        .await
+        .context("bench end to end")?;
+    step("command → read model at 2,000 commands/s");
+    let at_2000 = end_to_end::bench(&end_to_end(HIGH_RATE, false))
+        .await
+        .context("bench end to end at 2,000 commands/s")?;
+    step("command → read model beside a CPU hog");
+    let loaded = end_to_end::bench(&end_to_end(END_TO_END_RATE, true))
+        .await
+        .context("bench end to end beside a CPU hog")?;
 
     let report = Report {
         mode: if args.full { "full" } else { "quick" },
@@ -209,7 +221,7 @@ pub(crate) async fn run(args: BenchAllArgs) -> anyhow::Result<()> {
         relay: RelaySummary::of(&relayed),
         access_check: access,
         audit_page: audited,
-        end_to_end: EndToEndSummary::of(read_model, &relayed),
+        end_to_end: EndToEndSummary::of(read_model, at_2000, loaded, &relayed),
     };
     println!("\n{}", report.goals_table());
     eprintln!("all benchmarks in {:.0} s", started.elapsed().as_secs_f64());

@@ -32,6 +32,10 @@ pub(crate) struct BenchReadModelArgs {
     /// Length of the run, in seconds.
     #[arg(long, default_value_t = 20)]
     seconds: u64,
+    /// With a CPU-bound neighbour: a thread of this process spinning at normal priority for
+    /// the whole run, as a build or another service would take a core.
+    #[arg(long)]
+    cpu_hog: bool,
 }
 
 pub(crate) async fn run(args: BenchReadModelArgs) -> anyhow::Result<()> {
@@ -39,6 +43,7 @@ pub(crate) async fn run(args: BenchReadModelArgs) -> anyhow::Result<()> {
         database_url: args.server.database_url,
         commands_per_second: args.rate,
         duration: Duration::from_secs(args.seconds),
+        cpu_hog: args.cpu_hog,
     })
     .await?;
     println!("{}", serde_json::to_string_pretty(&report)?);
@@ -50,11 +55,15 @@ pub(crate) struct EndToEndOptions {
     pub(crate) database_url: String,
     pub(crate) commands_per_second: u32,
     pub(crate) duration: Duration,
+    /// Run beside a [`CpuHog`].
+    pub(crate) cpu_hog: bool,
 }
 
 #[derive(Debug, Clone, Serialize)]
 pub(crate) struct EndToEndReport {
     pub(crate) commands_per_second: u32,
+    /// Whether a CPU hog ran beside the server.
+    pub(crate) cpu_hog: bool,
     pub(crate) commands: u64,
     /// Commands refused, reads that did not answer 200, and transport errors.
     pub(crate) errors: u64,
@@ -70,9 +79,52 @@ pub(crate) struct EndToEndReport {
 /// On a throwaway database.
 pub(crate) async fn bench(options: &EndToEndOptions) -> anyhow::Result<EndToEndReport> {
     let db = ScratchDatabase::create(&options.database_url, "plinth_bench_e2e").await?;
+    let hog = options.cpu_hog.then(CpuHog::start);
     let result = measure(options, &db.url).await;
+    drop(hog);
     db.drop().await?;
     result
+}
+
+/// A thread spinning on arithmetic at normal priority until dropped: one core's worth of a
+/// CPU-bound neighbour (a build, another service) beside the server, the "loaded"
+/// condition. A thread rather than a process, so that it ends with the benchmark whatever
+/// happens; the scheduler treats both alike.
+struct CpuHog {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl CpuHog {
+    fn start() -> Self {
+        use std::sync::atomic::{AtomicBool, Ordering};
+        let stop = std::sync::Arc::new(AtomicBool::new(false));
+        let spinning = stop.clone();
+        let thread = std::thread::Builder::new()
+            .name("bench-cpu-hog".to_owned())
+            .spawn(move || {
+                let mut x = 1u64;
+                while !spinning.load(Ordering::Relaxed) {
+                    for _ in 0..10_000 {
+                        x = std::hint::black_box(x.wrapping_mul(6_364_136_223_846_793_005) + 1);
+                    }
+                }
+            })
+            .expect("failed to start the CPU hog thread");
+        Self {
+            stop,
+            thread: Some(thread),
+        }
+    }
+}
+
+impl Drop for CpuHog {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
 }
 
 /// Times of one command: until its answer, until its read (µs); None if anything failed.
@@ -123,6 +175,7 @@ async fn measure(options: &EndToEndOptions, url: &str) -> anyhow::Result<EndToEn
     let ms = |h: &Histogram<u64>, q: f64| h.value_at_quantile(q) as f64 / 1000.0;
     Ok(EndToEndReport {
         commands_per_second: options.commands_per_second,
+        cpu_hog: options.cpu_hog,
         commands,
         errors,
         command_p50_ms: ms(&command, 0.5),

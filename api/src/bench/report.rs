@@ -68,6 +68,9 @@ pub(crate) struct RebuildSummary {
     pub(crate) tenants: usize,
     pub(crate) seconds: f64,
     pub(crate) events_per_s: f64,
+    /// The rebuild's rate over a raw sequential read of the same log with the same client.
+    pub(crate) ratio_to_raw_read: f64,
+    pub(crate) raw_read_events_per_s: f64,
     pub(crate) peak_rss_mib: f64,
     pub(crate) peak_rss_before_mib: f64,
 }
@@ -79,6 +82,8 @@ impl From<&RebuildReport> for RebuildSummary {
             tenants: r.tenants,
             seconds: r.rebuild.as_secs_f64(),
             events_per_s: r.rebuild_events_per_sec,
+            ratio_to_raw_read: r.rebuild_events_per_sec / r.raw_read_events_per_sec,
+            raw_read_events_per_s: r.raw_read_events_per_sec,
             peak_rss_mib: r.peak_rss_after_kib as f64 / 1024.0,
             peak_rss_before_mib: r.peak_rss_before_kib as f64 / 1024.0,
         }
@@ -101,6 +106,10 @@ pub(crate) struct EndToEndSummary {
     pub(crate) kafka_p99_ms: f64,
     /// The read-model run in full (command latency, errors, max).
     pub(crate) read_model: EndToEndReport,
+    /// The same at 2,000 commands/s.
+    pub(crate) at_2000: EndToEndReport,
+    /// The same at 500 commands/s beside a CPU hog (a thread spinning at normal priority).
+    pub(crate) loaded: EndToEndReport,
     pub(crate) kafka_commands: u64,
     pub(crate) kafka_received: u64,
     pub(crate) kafka_command_errors: u64,
@@ -117,7 +126,12 @@ impl RelaySummary {
 }
 
 impl EndToEndSummary {
-    pub(crate) fn of(read_model: EndToEndReport, kafka: &relay::BenchReport) -> Self {
+    pub(crate) fn of(
+        read_model: EndToEndReport,
+        at_2000: EndToEndReport,
+        loaded: EndToEndReport,
+        kafka: &relay::BenchReport,
+    ) -> Self {
         let ms = |d: std::time::Duration| d.as_secs_f64() * 1000.0;
         Self {
             commands_per_second: read_model.commands_per_second,
@@ -126,6 +140,8 @@ impl EndToEndSummary {
             kafka_p50_ms: ms(kafka.p50),
             kafka_p99_ms: ms(kafka.p99),
             read_model,
+            at_2000,
+            loaded,
             kafka_commands: kafka.commands,
             kafka_received: kafka.received,
             kafka_command_errors: kafka.command_errors,
@@ -171,6 +187,15 @@ impl Report {
                 met(self.rebuild.events_per_s >= 200_000.0),
             ),
             (
+                "rebuild, ratio to a raw read of the log".to_owned(),
+                format!(
+                    "{:.2}× ({:.0} events/s raw)",
+                    self.rebuild.ratio_to_raw_read, self.rebuild.raw_read_events_per_s
+                ),
+                "≥ 0.5×",
+                met(self.rebuild.ratio_to_raw_read >= 0.5),
+            ),
+            (
                 format!("relay ({} events)", self.relay.events),
                 format!("{:.0} events/s", self.relay.events_per_s),
                 "≥ 150,000 events/s",
@@ -203,14 +228,38 @@ impl Report {
                     "p50 {:.1} ms, p99 {:.1} ms",
                     e.read_model_p50_ms, e.read_model_p99_ms
                 ),
+                "p99 ≤ 25 ms",
+                met(e.read_model_p99_ms <= 25.0),
+            ),
+            (
+                format!(
+                    "command → read model at {}/s",
+                    e.at_2000.commands_per_second
+                ),
+                format!(
+                    "p50 {:.1} ms, p99 {:.1} ms",
+                    e.at_2000.read_model_p50_ms, e.at_2000.read_model_p99_ms
+                ),
                 "p99 ≤ 50 ms",
-                met(e.read_model_p99_ms <= 50.0),
+                met(e.at_2000.read_model_p99_ms <= 50.0),
+            ),
+            (
+                format!(
+                    "command → read model at {}/s beside a CPU hog",
+                    e.loaded.commands_per_second
+                ),
+                format!(
+                    "p50 {:.1} ms, p99 {:.1} ms, {} errors",
+                    e.loaded.read_model_p50_ms, e.loaded.read_model_p99_ms, e.loaded.errors
+                ),
+                "p99 ≤ 2× the idle run's, no read out of its budget",
+                met(e.loaded.read_model_p99_ms <= 2.0 * e.read_model_p99_ms && e.loaded.errors == 0),
             ),
             (
                 format!("command → Kafka at {}/s", e.commands_per_second),
                 format!("p50 {:.1} ms, p99 {:.1} ms", e.kafka_p50_ms, e.kafka_p99_ms),
-                "p99 ≤ 50 ms",
-                met(e.kafka_p99_ms <= 50.0),
+                "p99 ≤ 35 ms",
+                met(e.kafka_p99_ms <= 35.0),
             ),
             (
                 "audit page, tenant subtree (first page)".to_owned(),
