@@ -24,7 +24,7 @@ const REQUIRED: &[(&str, &[&str])] = &[
         "rebuild",
         &["events_per_s", "peak_rss_mib", "ratio_to_raw_read"],
     ),
-    ("relay", &["events_per_s"]),
+    ("relay", &["events_per_s", "ratio_to_raw_produce"]),
     ("access_check", &["p50_us", "p99_us"]),
     (
         "end_to_end",

@@ -78,6 +78,8 @@ pub(crate) struct BenchReport {
     pub(crate) events: u64,
     pub(crate) seed_time: Duration,
     pub(crate) publish_time: Duration,
+    /// Producing the same messages without the relay (`raw_produce`).
+    pub(crate) raw_produce_time: Duration,
     pub(crate) commands_per_second: u32,
     pub(crate) commands: u64,
     pub(crate) command_errors: u64,
@@ -91,6 +93,11 @@ pub(crate) struct BenchReport {
 impl BenchReport {
     pub(crate) fn events_per_second(&self) -> f64 {
         self.events as f64 / self.publish_time.as_secs_f64().max(1e-9)
+    }
+
+    /// The same messages produced without the relay, per second.
+    pub(crate) fn raw_produce_per_second(&self) -> f64 {
+        self.events as f64 / self.raw_produce_time.as_secs_f64().max(1e-9)
     }
 }
 
@@ -110,6 +117,14 @@ impl fmt::Display for BenchReport {
             (
                 "relay throughput",
                 format!("{:.0} events/s (goal >= 150000)", self.events_per_second()),
+            ),
+            (
+                "raw produce, same messages",
+                format!(
+                    "{:.0} events/s (relay {:.2}x, goal >= 0.5x)",
+                    self.raw_produce_per_second(),
+                    self.events_per_second() / self.raw_produce_per_second()
+                ),
             ),
             (
                 "latency run",
@@ -174,11 +189,12 @@ pub(crate) async fn bench(options: BenchOptions) -> anyhow::Result<BenchReport> 
     } else {
         scratch.drop().await?;
     }
-    let (seed_time, publish_time) = result?;
+    let (seed_time, publish_time, raw_produce_time) = result?;
     Ok(BenchReport {
         events: options.events,
         seed_time,
         publish_time,
+        raw_produce_time,
         ..latency
     })
 }
@@ -216,11 +232,12 @@ impl Relay {
     }
 }
 
-/// Builds the log, then times the relay publishing all of it: (seed time, publish time).
+/// Builds the log, then times the relay publishing all of it, then the same messages produced
+/// without the relay: (seed time, publish time, raw produce time).
 async fn throughput(
     options: &BenchOptions,
     scratch: &ScratchDatabase,
-) -> anyhow::Result<(Duration, Duration)> {
+) -> anyhow::Result<(Duration, Duration, Duration)> {
     let pool = scratch.migrated_pool(8).await?;
     eprintln!(
         "building a log of {} events in {}",
@@ -252,7 +269,31 @@ async fn throughput(
     let publish_time = started.elapsed();
     eprintln!("published in {:.1} s", publish_time.as_secs_f64());
     relay.stop().await?;
-    Ok((seed_time, publish_time))
+    let raw_produce_time = raw_produce(options, &pool).await?;
+    Ok((seed_time, publish_time, raw_produce_time))
+}
+
+/// The relay's physical limit: the same log's messages produced by the relay's own producer
+/// (`kafka::raw`) to topics of another fresh prefix, the log read into memory beforehand in
+/// chunks whose reading is not timed; the time spent producing and confirming them.
+async fn raw_produce(options: &BenchOptions, pool: &Pool) -> anyhow::Result<Duration> {
+    const CHUNK: i64 = 100_000;
+    let prefix = format!("bench-raw-{}", Uuid::now_v7().simple());
+    eprintln!("producing the same messages without the relay to {prefix}.*");
+    let mut producer =
+        kafka::raw::RawProducer::new(&RelayConfig::new(&options.brokers, &prefix)).await?;
+    let client = pool.get().await?;
+    let (mut after, mut spent) = (plinth_commands::Checkpoint::default(), Duration::ZERO);
+    loop {
+        let events = plinth_commands::log::read_after(&client, after, CHUNK).await?;
+        let Some(last) = events.last() else {
+            break;
+        };
+        after = last.checkpoint();
+        spent += producer.produce(&events).await?;
+    }
+    eprintln!("produced in {:.1} s", spent.as_secs_f64());
+    Ok(spent)
 }
 
 /// Submits commands at a steady rate through the command bus and times each from submission
@@ -365,6 +406,7 @@ async fn latency_run(
         events: 0,
         seed_time: Duration::ZERO,
         publish_time: Duration::ZERO,
+        raw_produce_time: Duration::ZERO,
         commands_per_second: options.commands_per_second,
         commands,
         command_errors: errors,

@@ -95,6 +95,9 @@ pub(crate) struct RelaySummary {
     pub(crate) events: u64,
     pub(crate) seconds: f64,
     pub(crate) events_per_s: f64,
+    /// The relay's rate over producing the same messages without it (same producer).
+    pub(crate) ratio_to_raw_produce: f64,
+    pub(crate) raw_produce_events_per_s: f64,
 }
 
 #[derive(Debug, Serialize)]
@@ -121,6 +124,8 @@ impl RelaySummary {
             events: r.events,
             seconds: r.publish_time.as_secs_f64(),
             events_per_s: r.events_per_second(),
+            ratio_to_raw_produce: r.events_per_second() / r.raw_produce_per_second(),
+            raw_produce_events_per_s: r.raw_produce_per_second(),
         }
     }
 }
@@ -200,6 +205,15 @@ impl Report {
                 format!("{:.0} events/s", self.relay.events_per_s),
                 "≥ 150,000 events/s",
                 met(self.relay.events_per_s >= 150_000.0),
+            ),
+            (
+                "relay, ratio to producing the same messages".to_owned(),
+                format!(
+                    "{:.2}× ({:.0} events/s raw)",
+                    self.relay.ratio_to_raw_produce, self.relay.raw_produce_events_per_s
+                ),
+                "≥ 0.5×",
+                met(self.relay.ratio_to_raw_produce >= 0.5),
             ),
             (
                 format!("access check ({} tenants)", self.access_check.tenants),

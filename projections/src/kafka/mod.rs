@@ -24,6 +24,7 @@ mod consume;
 mod leader;
 mod message;
 mod producer;
+pub mod raw;
 mod republish;
 
 use std::future::Future;
