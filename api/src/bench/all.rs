@@ -176,6 +176,7 @@ pub(crate) async fn run(args: BenchAllArgs) -> anyhow::Result<()> {
         commands_per_second: END_TO_END_RATE,
         latency_duration: Duration::from_secs(sizes.latency_seconds),
         keep_database: false,
+        with_projectors: false,
     })
     .await
     .context("bench relay")?;

@@ -41,6 +41,10 @@ pub(crate) struct BenchRelayArgs {
     /// Keep the benchmark database instead of dropping it.
     #[arg(long)]
     pub(crate) keep_database: bool,
+    /// Run the projectors beside the relay in the latency run, on the same database, as
+    /// `plinth serve` does (their transactions hold the log's horizon for the relay too).
+    #[arg(long)]
+    pub(crate) with_projectors: bool,
 }
 
 /// What to measure.
@@ -57,6 +61,8 @@ pub(crate) struct BenchOptions {
     pub(crate) latency_duration: Duration,
     /// Keep the scratch database (and print its name) instead of dropping it.
     pub(crate) keep_database: bool,
+    /// Projectors beside the relay in the latency run.
+    pub(crate) with_projectors: bool,
 }
 
 impl Default for BenchOptions {
@@ -68,6 +74,7 @@ impl Default for BenchOptions {
             commands_per_second: 500,
             latency_duration: Duration::from_secs(20),
             keep_database: false,
+            with_projectors: false,
         }
     }
 }
@@ -158,6 +165,7 @@ pub(crate) async fn run(args: BenchRelayArgs) -> anyhow::Result<()> {
         commands_per_second: args.rate,
         latency_duration: Duration::from_secs(args.latency_seconds),
         keep_database: args.keep_database,
+        with_projectors: args.with_projectors,
     })
     .await?;
     print!("{report}");
@@ -174,7 +182,20 @@ pub(crate) async fn bench(options: BenchOptions) -> anyhow::Result<BenchReport> 
     let latency = async {
         let pool = scratch.migrated_pool(8).await?;
         let relay = Relay::start(&options, &scratch, &pool);
+        let (stop_projectors, stopped) = tokio::sync::oneshot::channel::<()>();
+        let projectors = options.with_projectors.then(|| {
+            tokio::spawn(plinth_projections::read::run_projectors(
+                pool.clone(),
+                async move {
+                    let _ = stopped.await;
+                },
+            ))
+        });
         let latency = latency_run(&options, &pool, &relay.prefix).await;
+        let _ = stop_projectors.send(());
+        if let Some(projectors) = projectors {
+            projectors.await.context("projectors task")??;
+        }
         relay.stop().await?;
         latency
     }
