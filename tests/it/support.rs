@@ -346,36 +346,3 @@ impl NeighbourTransaction {
             .expect("the neighbour database dropped");
     }
 }
-
-/// A neighbour that keeps one core busy at normal priority (a build, another service on the
-/// machine) until dropped.
-pub struct CpuHog {
-    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
-    thread: Option<std::thread::JoinHandle<()>>,
-}
-
-impl CpuHog {
-    pub fn start() -> Self {
-        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-        let flag = stop.clone();
-        let thread = std::thread::spawn(move || {
-            let mut n = 1u64;
-            while !flag.load(std::sync::atomic::Ordering::Relaxed) {
-                n = std::hint::black_box(n.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1));
-            }
-        });
-        Self {
-            stop,
-            thread: Some(thread),
-        }
-    }
-}
-
-impl Drop for CpuHog {
-    fn drop(&mut self) {
-        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
-        if let Some(thread) = self.thread.take() {
-            let _ = thread.join();
-        }
-    }
-}

@@ -8,12 +8,13 @@
 use std::time::Duration;
 
 use plinth_projections::nats::{self, StreamConfig};
+use plinth_test_support::CpuHog;
 use serde_json::{json, Value};
 
 use crate::nats::nats_url;
 use crate::ops::Plinth;
 use crate::relay::brokers;
-use crate::support::{test_db, CpuHog, NeighbourTransaction, ADMIN, HORIZON};
+use crate::support::{test_db, NeighbourTransaction, ADMIN, HORIZON};
 
 /// Commands sent, each followed by its read-your-writes read.
 const COMMANDS: usize = 40;

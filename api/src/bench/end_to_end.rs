@@ -13,7 +13,7 @@ use serde::Serialize;
 use serde_json::json;
 use tokio::time::Instant;
 
-use plinth_test_support::ScratchDatabase;
+use plinth_test_support::{CpuHog, ScratchDatabase};
 
 use super::server::Server;
 use crate::settings::Settings;
@@ -84,47 +84,6 @@ pub(crate) async fn bench(options: &EndToEndOptions) -> anyhow::Result<EndToEndR
     drop(hog);
     db.drop().await?;
     result
-}
-
-/// A thread spinning on arithmetic at normal priority until dropped: one core's worth of a
-/// CPU-bound neighbour (a build, another service) beside the server, the "loaded"
-/// condition. A thread rather than a process, so that it ends with the benchmark whatever
-/// happens; the scheduler treats both alike.
-struct CpuHog {
-    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
-    thread: Option<std::thread::JoinHandle<()>>,
-}
-
-impl CpuHog {
-    fn start() -> Self {
-        use std::sync::atomic::{AtomicBool, Ordering};
-        let stop = std::sync::Arc::new(AtomicBool::new(false));
-        let spinning = stop.clone();
-        let thread = std::thread::Builder::new()
-            .name("bench-cpu-hog".to_owned())
-            .spawn(move || {
-                let mut x = 1u64;
-                while !spinning.load(Ordering::Relaxed) {
-                    for _ in 0..10_000 {
-                        x = std::hint::black_box(x.wrapping_mul(6_364_136_223_846_793_005) + 1);
-                    }
-                }
-            })
-            .expect("failed to start the CPU hog thread");
-        Self {
-            stop,
-            thread: Some(thread),
-        }
-    }
-}
-
-impl Drop for CpuHog {
-    fn drop(&mut self) {
-        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
-        if let Some(thread) = self.thread.take() {
-            let _ = thread.join();
-        }
-    }
 }
 
 /// Times of one command: until its answer, until its read (µs); None if anything failed.

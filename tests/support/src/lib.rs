@@ -5,11 +5,13 @@
 //! `plinth audit verify` rejects it: it is never for a real database. Its users are the
 //! integration tests (`tests/it`), the projections' property test, and `plinth bench`.
 
+mod cpu_hog;
 mod database;
 mod log_writer;
 mod platform;
 mod seed;
 
+pub use cpu_hog::CpuHog;
 pub use database::{test_server_url, ScratchDatabase};
 pub use log_writer::LogWriter;
 pub use platform::{children_of, write_platform_log, PlatformShape, SyntheticPlatform};
