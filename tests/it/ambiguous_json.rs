@@ -61,3 +61,41 @@ async fn ambiguous_command_bodies_are_refused_naming_the_problem_and_write_nothi
     let reply = app.post_raw(&admin, fine, &[]).await;
     assert_eq!(reply.status, 201, "{reply:?}");
 }
+
+#[tokio::test]
+async fn ambiguous_permission_check_bodies_are_refused_naming_the_problem() {
+    let app = spawn_app().await;
+    let admin = app.admin();
+    let tenant = app.ok(&admin, "CreateTenant", json!({"name": "t"})).await;
+    let cases = [
+        (
+            "/api/v1/allow",
+            format!(
+                r#"{{"actions":[{{"resource_id":"{tenant}","action":"tenant_get","action":"tenant_delete"}}]}}"#
+            ),
+            "duplicate key at actions[0].action",
+        ),
+        (
+            "/api/v1/allow/bulk",
+            format!(
+                r#"[{{"resource_id":"{tenant}","resource_id":"{tenant}","action":"tenant_get"}}]"#
+            ),
+            "duplicate key at [0].resource_id",
+        ),
+    ];
+    for (path, body, named) in cases {
+        let response = app
+            .http
+            .post(format!("{}{path}", app.base))
+            .bearer_auth(&admin)
+            .header("content-type", "application/json")
+            .body(body.clone())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status().as_u16(), 400, "{path} {body}");
+        let problem: serde_json::Value = response.json().await.unwrap();
+        let detail = problem["detail"].as_str().unwrap();
+        assert!(detail.contains(named), "{path} {body}: {detail}");
+    }
+}

@@ -118,17 +118,8 @@ async fn handle(
     body: &[u8],
     command_type: &mut &'static str,
 ) -> Result<(StatusCode, CommandOutcome), ApiError> {
-    let ambiguous = |e: String| ApiError::BadRequest(format!("ambiguous JSON: {e}"));
-    let envelope: Envelope = serde_json::from_slice(body).map_err(|e| {
-        // serde refuses a lone surrogate as "unexpected end of hex escape": say what it is.
-        match crate::strict_json::check(body) {
-            Err(problem) => ambiguous(problem),
-            Ok(()) => ApiError::BadRequest(format!("invalid command envelope: {e}")),
-        }
-    })?;
-    // Well-formed, but maybe readable two ways (a proxy that checked the first of two keys):
-    // refused before anything is decided.
-    crate::strict_json::check(body).map_err(ambiguous)?;
+    // Refused before anything is decided if malformed or readable two ways.
+    let envelope: Envelope = crate::strict_json::from_body(body, "command envelope")?;
     if envelope.expected_version.is_some_and(|v| v < 0) {
         return Err(ApiError::BadRequest("expected_version must be ≥ 0".into()));
     }

@@ -71,24 +71,14 @@ pub(crate) async fn allow(read: Read) -> Reply<Allowed> {
     security(("bearer" = [])),
 )]
 pub(crate) async fn allow_all(read: Read, body: Bytes) -> Reply<Allowed> {
-    let request: AllowRequest = serde_json::from_slice(&body)
-        .map_err(|e| ApiError::BadRequest(format!("invalid check request: {e}")))?;
+    let request: AllowRequest = crate::strict_json::from_body(&body, "check request")?;
     if request.actions.is_empty() || request.actions.len() > MAX_ACTIONS {
         return Err(ApiError::BadRequest(format!(
             "invalid check request: 1 to {MAX_ACTIONS} actions, not {}",
             request.actions.len()
         )));
     }
-    let checks = request
-        .actions
-        .iter()
-        .enumerate()
-        .map(|(i, c)| {
-            parse(&c.resource_id, &c.action)
-                .map_err(|e| ApiError::BadRequest(format!("invalid check request: check {i}: {e}")))
-        })
-        .collect::<Result<Vec<_>, _>>()?;
-    decide(&read, &checks).await
+    decide(&read, &parse_all(&request.actions)?).await
 }
 
 /// One answer of the bulk form, as permissions-api's `checkActionResponse`.
@@ -110,22 +100,14 @@ pub(crate) struct BulkAnswer {
     security(("bearer" = [])),
 )]
 pub(crate) async fn allow_bulk(read: Read, body: Bytes) -> Reply<Vec<BulkAnswer>> {
-    let request: Vec<ActionCheck> = serde_json::from_slice(&body)
-        .map_err(|e| ApiError::BadRequest(format!("invalid check request: {e}")))?;
+    let request: Vec<ActionCheck> = crate::strict_json::from_body(&body, "check request")?;
     if request.len() > MAX_ACTIONS {
         return Err(ApiError::BadRequest(format!(
             "invalid check request: at most {MAX_ACTIONS} checks, not {}",
             request.len()
         )));
     }
-    let checks = request
-        .iter()
-        .enumerate()
-        .map(|(i, c)| {
-            parse(&c.resource_id, &c.action)
-                .map_err(|e| ApiError::BadRequest(format!("invalid check request: check {i}: {e}")))
-        })
-        .collect::<Result<Vec<_>, _>>()?;
+    let checks = parse_all(&request)?;
     let mut answers = Vec::with_capacity(checks.len());
     for (check, (id, action)) in request.into_iter().zip(&checks) {
         let allowed =
@@ -137,6 +119,18 @@ pub(crate) async fn allow_bulk(read: Read, body: Bytes) -> Reply<Vec<BulkAnswer>
         });
     }
     Ok(Json(answers))
+}
+
+/// Every check of a `POST` form parsed; a 400 names the first bad one by its index.
+fn parse_all(checks: &[ActionCheck]) -> Result<Vec<(ResourceId, Action)>, ApiError> {
+    checks
+        .iter()
+        .enumerate()
+        .map(|(i, c)| {
+            parse(&c.resource_id, &c.action)
+                .map_err(|e| ApiError::BadRequest(format!("invalid check request: check {i}: {e}")))
+        })
+        .collect()
 }
 
 /// A resource id and an action, each checked: a 400 names what is wrong.
